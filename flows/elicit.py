@@ -1,0 +1,80 @@
+"""The elicitation flow: sample -> extract and label -> self signals and judges -> AccWoW report.
+
+Fans out per dataset x generator for sampling (in question shards, so a crash loses at most one
+shard) and per dataset x generator x evaluator x method for judging, then joins into one report.
+"""
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from tasks.cache import ArtifactKey
+from tasks.stages import (build_report, join_samples, judge_pairwise, judge_score, make_questions, method_pairs,
+                          sample_shard)
+from wow_core.config import ExperimentConfig
+from wow_core.elicit import SELF_SIGNALS
+from wow_core.report import SELF
+from wow_core.store import Store
+
+
+def _with_key_storage(tasks: list, store: str) -> list:
+    """Keep Prefect's cache records inside a local store, so deleting the store forgets them too."""
+    fs_root = Path(store).expanduser() if "://" not in store else None
+    if fs_root is None:
+        return tasks
+    key_storage = fs_root / "_prefect"
+    return [t.with_options(cache_policy=t.cache_policy.configure(key_storage=str(key_storage))) for t in tasks]
+
+
+@flow(name="elicit", log_prints=True)
+def elicit(config: ExperimentConfig) -> dict:
+    """Run the wrong-over-wrong elicitation grid of `config` and write the AccWoW report."""
+    store = config.store
+    q_task, shard_task, join_task, pair_task, score_task, pairs_task, report_task = _with_key_storage(
+        [make_questions, sample_shard, join_samples, judge_pairwise, judge_score, method_pairs, build_report], store)
+    entries, samples, judges = [], [], []
+    for ds in config.datasets:
+        questions = q_task(ds, store)
+        for gen in config.generators:
+            model = config.model(gen)
+            step = config.sampling.shard_size
+            shards = [shard_task.submit(questions["uri"], start, min(start + step, questions["n"]), ds.name, model,
+                                        config.sampling, store) for start in range(0, questions["n"], step)]
+            samples_uri = join_task.submit(shards, ds.name, gen, store)
+            samples.append({"dataset": ds.tag, "generator": gen, "uri": samples_uri})
+            label = f"{ds.tag}.{gen}"
+            for method in (m for m in config.judge.methods if m in SELF_SIGNALS):
+                entries.append({"dataset": ds.tag, "generator": gen, "evaluator": SELF, "method": method,
+                                "pairs_uri": pairs_task.submit(method, samples_uri, None, ds.name, label, store)})
+            for ev in config.evaluators:
+                judge_model, j = config.model(ev), config.judge
+                asked = []
+                if "pairwise" in j.methods:
+                    uri = pair_task.submit(samples_uri, ds.name, judge_model, j.max_new_tokens,
+                                           j.max_pairs_per_question, j.seed, store)
+                    asked.append(("pairwise", uri, ["pairwise", "pairwise_filtered"]))
+                if "score" in j.methods:
+                    for k in j.score_k:
+                        uri = score_task.submit(samples_uri, ds.name, judge_model, k, j.max_new_tokens, j.seed, store)
+                        asked.append((f"score_k{k}", uri, [f"score_k{k}"]))
+                for judge_method, uri, methods in asked:
+                    judges.append({"dataset": ds.tag, "generator": gen, "evaluator": ev, "method": judge_method,
+                                   "uri": uri})
+                    for method in methods:
+                        entries.append({"dataset": ds.tag, "generator": gen, "evaluator": ev, "method": method,
+                                        "pairs_uri": pairs_task.submit(method, samples_uri, uri, ds.name,
+                                                                       f"{label}.{ev}", store)})
+    # Prefect resolves the futures nested in these lists and waits for them.
+    uris = report_task(config.name, entries, samples, judges, config.report.margins, config.report.confidence, store)
+    _publish(Store(store), uris)
+    get_run_logger().info("report: %s", uris["md"])
+    return uris
+
+
+def _publish(store: Store, uris: dict) -> None:
+    """The report as Prefect artifacts: markdown and the AccWoW table."""
+    table = store.read_table(uris["parquet"])
+    create_markdown_artifact(key="accwow-report", markdown=store.read_text(uris["md"]),
+                             description="AccWoW per method and margin")
+    create_table_artifact(key="accwow-table", table=table.astype(object).where(table.notna(), None).to_dict("records"),
+                          description=f"AccWoW table ({uris['parquet']})")

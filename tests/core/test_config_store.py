@@ -1,0 +1,90 @@
+"""Config errors name file and field; the store is content-addressed and writes atomically."""
+import pandas as pd
+import pytest
+
+from wow_core.config import ConfigError, load_config
+from wow_core.store import Store, content_key
+
+GOOD = """\
+name: t
+datasets:
+  - name: nlgraph_shortest_path
+    n_questions: 2
+sampling:
+  n: 3
+"""
+
+
+def write(tmp_path, text, name="c.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_good_config_and_defaults(tmp_path):
+    cfg = load_config(write(tmp_path, GOOD))
+    assert cfg.sampling.n == 3 and cfg.sampling.temperature == 1.0
+    assert cfg.judge.score_k == [1, 2, 5, 10] and cfg.report.margins == [1.0, 0.5, 0.1]
+    assert cfg.generators == ["smollm2-135m"] and cfg.model("smollm2-135m").path == "smollm2-135m"
+
+
+def test_overrides(tmp_path):
+    cfg = load_config(write(tmp_path, GOOD), {"sampling.n": 5, "judge.max_new_tokens": 7})
+    assert cfg.sampling.n == 5 and cfg.judge.max_new_tokens == 7
+
+
+@pytest.mark.parametrize("bad, field, words", [
+    (GOOD.replace("n: 3", "n: 0"), "sampling.n", "greater than or equal to 1"),
+    (GOOD.replace("n: 3", "n: 3\n  temprature: 0.7"), "sampling.temprature", "Extra inputs"),
+    (GOOD.replace("nlgraph_shortest_path", "nlgraph_shortest_pth"), "datasets.0.name", "Did you mean: nlgraph_shortest_path"),
+    (GOOD + "report:\n  margins: [1.0, 1.5]\n", "report.margins", "(0, 1]"),
+    (GOOD + "generators: [gpt9]\n", "(top level)", "`generators` names ['gpt9'] not in `models`"),
+])
+def test_bad_config_names_file_and_field(tmp_path, bad, field, words):
+    path = write(tmp_path, bad)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(path) in str(err.value) and f"field '{field}'" in str(err.value) and words in str(err.value)
+
+
+def test_yaml_syntax_error_names_line(tmp_path):
+    path = write(tmp_path, GOOD + "judge: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: line \d+, column \d+: not valid YAML"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_shipped_configs_validate():
+    assert load_config("configs/demo.yaml").name == "demo"
+    paper = load_config("configs/paper.yaml")
+    assert paper.sampling.n == 10 and [d.tag for d in paper.datasets] == ["nlgraph_shortest_path_easy",
+                                                                          "nlgraph_shortest_path_hard"]
+
+
+def test_content_key_is_stable_and_sensitive(tmp_path):
+    cfg = load_config(write(tmp_path, GOOD))
+    a = content_key("sample", config=cfg.sampling, uri="x")
+    assert a == content_key("sample", uri="x", config=load_config(write(tmp_path, GOOD)).sampling)
+    assert a != content_key("sample", config=cfg.sampling.model_copy(update={"n": 4}), uri="x")
+    assert a != content_key("judge", config=cfg.sampling, uri="x")
+
+
+def test_store_round_trip_and_atomic_write(tmp_path):
+    store = Store(str(tmp_path / "store"))
+    uri = store.uri("samples", "toy", "ab" * 32, "parquet")
+    assert not store.exists(uri)
+    table = pd.DataFrame({"a": [1, 2], "b": ["x", None]})
+    store.write_table(uri, table)
+    pd.testing.assert_frame_equal(store.read_table(uri), table)
+    store.write_json(store.uri("x", "y", "cd" * 32, "json"), {"k": [1]})
+    # No temporary files are left behind.
+    assert not [p for p in (tmp_path / "store").rglob("*") if ".tmp-" in p.name]
+
+
+def test_failed_write_leaves_no_artifact(tmp_path):
+    store = Store(str(tmp_path / "store"))
+    uri = store.uri("samples", "toy", "ef" * 32, "parquet")
+    with pytest.raises(Exception):
+        store.write_table(uri, pd.DataFrame({"a": [object()]}))  # pyarrow cannot serialise it
+    assert not store.exists(uri)

@@ -1,0 +1,101 @@
+"""The elicitation flow end to end on the real packaged model, with the Prefect test harness:
+report contents, a fully cached rerun, and a config change that redoes only what depends on it."""
+from itertools import combinations
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter
+from prefect.testing.utilities import prefect_test_harness
+
+from flows.elicit import elicit
+from wow_core.backends import get_backend
+from wow_core.config import DatasetConfig, ExperimentConfig, JudgeConfig, SamplingConfig
+from wow_core.store import Store
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def harness():
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+def tiny_config(store: str, **judge) -> ExperimentConfig:
+    return ExperimentConfig(
+        name="tiny", store=store,
+        datasets=[DatasetConfig(name="nlgraph_shortest_path", n_questions=3, seed=1)],
+        sampling=SamplingConfig(n=4, max_new_tokens=32, shard_size=2, extraction_max_new_tokens=12),
+        judge=JudgeConfig(max_new_tokens=12, score_k=[1, 2], **{"max_pairs_per_question": 2, **judge}),
+    )
+
+
+def task_states(state) -> dict[str, list[str]]:
+    """Task name -> state names of one flow run, read back from the Prefect API."""
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [state.state_details.flow_run_id]}))
+    out: dict[str, list[str]] = {}
+    for r in runs:
+        out.setdefault(r.name.rsplit("-", 1)[0], []).append(r.state.name)
+    return out
+
+
+def independent_wow_pair_count(samples) -> int:
+    """Pairs of wrong, extracted answers with different proxies, counted without wow_core."""
+    n = 0
+    for _, g in samples.groupby("question_id"):
+        wrong = [p for p, c in zip(g["proxy"], g["correct"]) if p == p and p is not None and c is False]
+        n += sum(1 for a, b in combinations(wrong, 2) if a != b)
+    return n
+
+
+@pytest.fixture(scope="module")
+def first_run(harness, tmp_path_factory):
+    store = str(tmp_path_factory.mktemp("store"))
+    config = tiny_config(store)
+    state = elicit(config, return_state=True)
+    return config, state
+
+
+def test_report_has_every_method_and_margin(first_run):
+    config, state = first_run
+    assert state.is_completed()
+    uris = state.result()
+    store = Store(config.store)
+    table = store.read_table(uris["parquet"])
+    scored = ["length", "consistency", "logits", "score_k1", "score_k2"]
+    for method in scored:
+        assert sorted(table[table.method == method].margin) == [0.1, 0.5, 1.0], method
+    for method in ["pairwise", "pairwise_filtered"]:
+        assert table[table.method == method].margin.tolist() == [1.0], method
+    samples = store.read_table(next(u for u in store.fs.glob(f"{config.store}/samples/*.parquet")))
+    assert len(samples) == 3 * 4 and set(samples.extraction_method.dropna()) <= {"conclusion", "direct"}
+    # The pair count of a method that scores every answer is the number of WoW pairs, counted independently.
+    n_length = table[(table.method == "length") & (table.margin == 1.0)].n_pairs.item()
+    assert n_length == independent_wow_pair_count(samples)
+    markdown = store.read_text(uris["md"])
+    assert "Random baseline: 0.500" in markdown and "pairwise_filtered" in markdown and uris["png"] in markdown
+    assert store.read_bytes(uris["png"]).startswith(b"\x89PNG")
+
+
+def test_rerun_is_fully_cached_and_calls_no_model(first_run):
+    config, state = first_run
+    backend = get_backend(config.model("smollm2-135m"))
+    before = backend.sequences_generated
+    again = elicit(config, return_state=True)
+    assert again.result() == state.result()
+    assert backend.sequences_generated == before
+    states = task_states(again)
+    assert states and all(s == "Cached" for names in states.values() for s in names), states
+
+
+def test_changed_field_redoes_only_what_depends_on_it(first_run):
+    config, _ = first_run
+    changed = tiny_config(config.store, max_pairs_per_question=1)
+    states = task_states(elicit(changed, return_state=True))
+    for name in ["make_questions", "sample_shard", "join_samples", "judge_score"]:
+        assert set(states[name]) == {"Cached"}, (name, states[name])
+    assert states["judge_pairwise"] == ["Completed"]
+    assert states["build_report"] == ["Completed"]
+    # Pairs of the self signals and the score judge are reused; the pairwise ones are new.
+    assert states["method_pairs"].count("Completed") == 2

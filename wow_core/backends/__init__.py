@@ -1,0 +1,32 @@
+"""Backend registry. Each backend lives in its own module and is imported only when a config names it;
+a model is loaded once per process and shared by every stage that names the same `ModelConfig`."""
+import difflib
+import importlib
+import threading
+
+from wow_core.backends.base import Backend, Conversation
+from wow_core.config import ModelConfig
+
+BACKENDS: dict[str, str] = {
+    "transformers": "wow_core.backends.transformers_backend:TransformersBackend",
+}
+
+_loaded: dict[str, Backend] = {}
+_load_lock = threading.Lock()
+
+
+def get_backend(model: ModelConfig) -> Backend:
+    """The loaded backend for `model`, loading it on first use in this process."""
+    if model.backend not in BACKENDS:
+        close = difflib.get_close_matches(model.backend, BACKENDS, n=3)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise ValueError(f"Unknown backend '{model.backend}'.{hint} Available: {', '.join(sorted(BACKENDS))}")
+    key = model.model_dump_json()
+    with _load_lock:
+        if key not in _loaded:
+            module, cls = BACKENDS[model.backend].split(":")
+            _loaded[key] = getattr(importlib.import_module(module), cls)(model)
+        return _loaded[key]
+
+
+__all__ = ["BACKENDS", "Backend", "Conversation", "get_backend"]

@@ -1,0 +1,22 @@
+"""Dataset registry: one module per dataset, one explicit dict."""
+import difflib
+from types import ModuleType
+
+from wow_core.datasets import nlgraph_shortest_path
+
+DATASETS: dict[str, ModuleType] = {
+    nlgraph_shortest_path.NAME: nlgraph_shortest_path,
+}
+
+
+def get_dataset(name: str) -> ModuleType:
+    """The dataset module registered under `name`.
+
+    Raises:
+        ValueError: unknown name, with close matches and the available names.
+    """
+    if name not in DATASETS:
+        close = difflib.get_close_matches(name, DATASETS, n=3)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise ValueError(f"Unknown dataset '{name}'.{hint} Available: {', '.join(sorted(DATASETS))}")
+    return DATASETS[name]

@@ -1,0 +1,176 @@
+"""LLM judges: pairwise comparison (asked in both orders) and scoring of k answers per prompt.
+
+The protocol is the paper's (Yao et al., §2): the evaluator reasons, then ends with a fixed verdict
+line. Verdicts are parsed from the last line(s) only, so text the judge quotes from an answer (which
+may itself say "Preferred output: 2") never counts. When the reply does not end in a verdict, the
+evaluator is asked once more, in a follow-up turn, for the verdict line alone; when that fails too,
+the verdict is None, the raw text is kept, and the report counts it.
+"""
+import hashlib
+import random
+import re
+from importlib.resources import files
+
+import pandas as pd
+
+from wow_core.backends import Backend
+from wow_core.config import JudgeConfig
+from wow_core.elicit import wow_pairs
+
+VERSION = 1
+
+_VERDICT_TAIL = r"[\s*.\"'`]*$"
+_LEAD = r"^[\s*#>\"'`-]*"
+PAIRWISE_VERDICT = re.compile(_LEAD + r"Preferred output\s*:?\s*\**\s*([12])" + _VERDICT_TAIL, re.IGNORECASE)
+SINGLE_SCORE = re.compile(_LEAD + r"Score\s*:\s*\**\s*([0-5])" + _VERDICT_TAIL, re.IGNORECASE)
+NUMBERED_SCORE = re.compile(_LEAD + r"Answer\s*(\d+)\s*:?\s*\**\s*Score\s*:\s*\**\s*([0-5])" + _VERDICT_TAIL, re.IGNORECASE)
+
+
+def template(name: str) -> str:
+    return files("wow_core").joinpath("templates", f"{name}.txt").read_text()
+
+
+def templates_version() -> str:
+    """Hash of every judge template: part of the judge cache keys, so editing a prompt redoes judging."""
+    text = "".join(template(n) for n in ("pairwise", "pairwise_verdict", "score", "score_verdict"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _verdict_lines(text: str, k: int, first: bool) -> list[str]:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[:k] if first else lines[-k:]
+
+
+def parse_pairwise_verdict(text: str, first: bool = False) -> int | None:
+    """1 or 2 from the reply's last non-empty line (its first, for a follow-up reply that was asked
+    for the verdict alone), else None."""
+    tail = _verdict_lines(text, 1, first)
+    m = PAIRWISE_VERDICT.match(tail[0]) if tail else None
+    return int(m.group(1)) if m else None
+
+
+def parse_scores(text: str, k: int, first: bool = False) -> list[int | None]:
+    """The k whole-number scores (0-5) from the reply's last k non-empty lines (its first k, for a
+    follow-up reply); None for each one missing."""
+    tail = _verdict_lines(text, k, first)
+    if k == 1:
+        m = SINGLE_SCORE.match(tail[0]) if tail else None
+        return [int(m.group(1)) if m else None]
+    scores: list[int | None] = [None] * k
+    for line in tail:
+        m = NUMBERED_SCORE.match(line)
+        if m and 1 <= int(m.group(1)) <= k:
+            scores[int(m.group(1)) - 1] = int(m.group(2))
+    return scores
+
+
+def pairwise_prompt(question: str, output_1: str, output_2: str) -> str:
+    return template("pairwise").format(question=question, output_1=output_1, output_2=output_2)
+
+
+def _score_lines(k: int) -> str:
+    return "Score: <0-5>" if k == 1 else "\n".join(f"Answer {i}: Score: <0-5>" for i in range(1, k + 1))
+
+
+def score_prompt(question: str, answers: list[str]) -> str:
+    k = len(answers)
+    block = "\n\n".join(f"Answer {i}:\n{a}" for i, a in enumerate(answers, 1))
+    return template("score").format(
+        question=question, answers=block, k_answers="one answer to it" if k == 1 else f"{k} answers to it",
+        k_lines="one line" if k == 1 else f"{k} lines, one per answer in order", score_lines=_score_lines(k))
+
+
+def _ask(backend: Backend, prompts: list[str], follow_up: str, verdict_start: str, parse, max_new_tokens: int):
+    """Ask every prompt; where the reply has no complete verdict, ask once more in a follow-up turn
+    whose reply is started with the verdict's first words (`verdict_start`, e.g. "Preferred output:"),
+    so that even a small model answers in the form; the verdict is still whatever it writes next.
+    Returns (reply, follow-up reply or None, parsed verdict, 'reasoning' | 'follow_up') per prompt."""
+    convs = [[{"role": "user", "content": p}] for p in prompts]
+    replies = [g.text for g in backend.generate(convs, max_new_tokens=max_new_tokens)]
+    parsed = [parse(r) for r in replies]
+    missing = [i for i, v in enumerate(parsed) if not _complete(v)]
+    seconds: dict[int, str] = {}
+    if missing:
+        again = [convs[i] + [{"role": "assistant", "content": replies[i]}, {"role": "user", "content": follow_up},
+                             {"role": "assistant", "content": verdict_start}] for i in missing]
+        for i, g in zip(missing, backend.generate(again, max_new_tokens=8 * len(follow_up.splitlines()) + 8)):
+            seconds[i] = verdict_start + g.text
+    results = []
+    for i, reply in enumerate(replies):
+        if i not in seconds:
+            results.append((reply, None, parsed[i], "reasoning"))
+        else:
+            retry = parse(seconds[i], first=True)
+            results.append((reply, seconds[i], retry, "follow_up"))
+    return results
+
+
+def _complete(verdict) -> bool:
+    return all(v is not None for v in verdict) if isinstance(verdict, list) else verdict is not None
+
+
+def pairwise_judgments(samples: pd.DataFrame, backend: Backend, config: JudgeConfig) -> pd.DataFrame:
+    """Ask the evaluator about every WoW pair (capped per question), in both orders.
+
+    One row per (pair, order): `first`/`second` are the sample indices shown as output 1 and 2,
+    `preferred` the sample index the judge chose (None when unparsed).
+    """
+    pairs = wow_pairs(samples)
+    if config.max_pairs_per_question is not None:
+        rng = random.Random(config.seed)
+        keep = []
+        for _, rows in sorted(pairs.groupby("question_id").groups.items()):
+            keep += rng.sample(list(rows), min(len(rows), config.max_pairs_per_question))
+        pairs = pairs.loc[sorted(keep)]
+    answer = samples.set_index(["question_id", "sample_idx"])["answer"]
+    question = samples.drop_duplicates("question_id").set_index("question_id")["question"]
+    asks = [(p.dataset, p.question_id, p.i, p.j, first, second)
+            for p in pairs.itertuples() for first, second in ((p.i, p.j), (p.j, p.i))]
+    prompts = [pairwise_prompt(question[q], answer[(q, a)], answer[(q, b)]) for _, q, _, _, a, b in asks]
+    results = _ask(backend, prompts, template("pairwise_verdict"), "Preferred output:", parse_pairwise_verdict,
+                   config.max_new_tokens)
+    rows = []
+    for (ds, q, i, j, a, b), (reply, second, verdict, source) in zip(asks, results):
+        rows.append({"dataset": ds, "question_id": q, "i": i, "j": j, "first": a, "second": b,
+                     "output": reply, "follow_up_output": second, "verdict_source": source if verdict is not None else None,
+                     "preferred": None if verdict is None else (a if verdict == 1 else b)})
+    return pd.DataFrame(rows, columns=["dataset", "question_id", "i", "j", "first", "second", "output",
+                                       "follow_up_output", "verdict_source", "preferred"]).astype({"preferred": "Int64"})
+
+
+def score_judgments(samples: pd.DataFrame, backend: Backend, config: JudgeConfig, k: int) -> pd.DataFrame:
+    """Score every wrong answer that takes part in a WoW pair, k answers per prompt (seeded groups).
+
+    One row per answer: its group, its position in the prompt and its score (None when unparsed).
+    """
+    pairs = wow_pairs(samples)
+    needed = sorted(set(zip(pairs.question_id, pairs.i)) | set(zip(pairs.question_id, pairs.j)))
+    by_question: dict[str, list[int]] = {}
+    for q, idx in needed:
+        by_question.setdefault(q, []).append(idx)
+    answer = samples.set_index(["question_id", "sample_idx"])["answer"]
+    question = samples.drop_duplicates("question_id").set_index("question_id")
+    rng = random.Random(config.seed)
+    groups = []
+    for q in sorted(by_question):
+        idxs = by_question[q]
+        rng.shuffle(idxs)
+        groups += [(q, idxs[s:s + k]) for s in range(0, len(idxs), k)]
+    prompts = [score_prompt(question.at[q, "question"], [answer[(q, i)] for i in g]) for q, g in groups]
+    follow_ups = [template("score_verdict").format(score_lines=_score_lines(len(g))) for _, g in groups]
+    rows = []
+    # Group sizes differ only in the last group of a question; ask each size with its own follow-up.
+    for size in sorted({len(g) for _, g in groups}):
+        chosen = [n for n, (_, g) in enumerate(groups) if len(g) == size]
+        results = _ask(backend, [prompts[n] for n in chosen], follow_ups[chosen[0]],
+                       "Score:" if size == 1 else "Answer 1: Score:",
+                       lambda text, size=size, first=False: parse_scores(text, size, first), config.max_new_tokens)
+        for n, (reply, second, scores, source) in zip(chosen, results):
+            q, g = groups[n]
+            for pos, idx in enumerate(g):
+                rows.append({"dataset": question.at[q, "dataset"], "question_id": q, "sample_idx": idx,
+                             "group": n, "position": pos + 1, "k": k, "output": reply,
+                             "follow_up_output": second, "verdict_source": source if scores[pos] is not None else None,
+                             "score": scores[pos]})
+    return pd.DataFrame(rows, columns=["dataset", "question_id", "sample_idx", "group", "position", "k", "output",
+                                       "follow_up_output", "verdict_source", "score"]).astype({"score": "Int64"})

@@ -1,0 +1,82 @@
+"""The artifact store: one fsspec URL (local folder or s3://bucket/prefix), content-addressed keys.
+
+An artifact's key is a hash of the stage, the code versions and config that make it, and the URIs
+of its inputs (themselves content-addressed), so a rerun with nothing changed finds every artifact
+and a changed input redoes only what depends on it. Writes go to a temporary name first and are
+then moved into place, so a reader never sees half an artifact.
+"""
+import hashlib
+import io
+import json
+import uuid
+
+import fsspec
+import pandas as pd
+from pydantic import BaseModel
+
+
+def _jsonable(value):
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def content_key(stage: str, **parts) -> str:
+    """Hex sha256 of a stage name and its inputs (configs, versions, input URIs)."""
+    blob = json.dumps({"stage": stage, **_jsonable(parts)}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class Store:
+    """Artifacts under one fsspec URL."""
+
+    def __init__(self, url: str):
+        self.url = url.rstrip("/")
+        self.fs, _ = fsspec.core.url_to_fs(self.url)
+
+    def uri(self, stage: str, label: str, key: str, ext: str) -> str:
+        """Where the artifact of `stage` with this content key lives; `label` is for humans."""
+        return f"{self.url}/{stage}/{label}-{key[:20]}.{ext}"
+
+    def exists(self, uri: str) -> bool:
+        return self.fs.exists(uri)
+
+    def _atomic_write(self, uri: str, data: bytes) -> str:
+        parent = uri.rsplit("/", 1)[0]
+        self.fs.makedirs(parent, exist_ok=True)
+        tmp = f"{uri}.tmp-{uuid.uuid4().hex}"
+        with self.fs.open(tmp, "wb") as f:
+            f.write(data)
+        self.fs.mv(tmp, uri)
+        return uri
+
+    def write_bytes(self, uri: str, data: bytes) -> str:
+        return self._atomic_write(uri, data)
+
+    def write_text(self, uri: str, text: str) -> str:
+        return self._atomic_write(uri, text.encode())
+
+    def write_json(self, uri: str, value) -> str:
+        return self.write_text(uri, json.dumps(_jsonable(value), indent=1, sort_keys=True))
+
+    def write_table(self, uri: str, table: pd.DataFrame) -> str:
+        buf = io.BytesIO()
+        table.to_parquet(buf, index=False)
+        return self._atomic_write(uri, buf.getvalue())
+
+    def read_bytes(self, uri: str) -> bytes:
+        with self.fs.open(uri, "rb") as f:
+            return f.read()
+
+    def read_text(self, uri: str) -> str:
+        return self.read_bytes(uri).decode()
+
+    def read_json(self, uri: str):
+        return json.loads(self.read_text(uri))
+
+    def read_table(self, uri: str) -> pd.DataFrame:
+        return pd.read_parquet(io.BytesIO(self.read_bytes(uri)))
