@@ -7,8 +7,8 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.filesystems import LocalFileSystem
 
-from tasks.cache import ArtifactKey
 from tasks.stages import (build_report, join_samples, judge_pairwise, judge_score, make_questions, method_pairs,
                           sample_shard)
 from wow_core.config import ExperimentConfig
@@ -19,11 +19,10 @@ from wow_core.store import Store
 
 def _with_key_storage(tasks: list, store: str) -> list:
     """Keep Prefect's cache records inside a local store, so deleting the store forgets them too."""
-    fs_root = Path(store).expanduser() if "://" not in store else None
-    if fs_root is None:
+    if "://" in store:
         return tasks
-    key_storage = fs_root / "_prefect"
-    return [t.with_options(cache_policy=t.cache_policy.configure(key_storage=str(key_storage))) for t in tasks]
+    key_storage = LocalFileSystem(basepath=str(Path(store).expanduser().resolve() / "_prefect"))
+    return [t.with_options(cache_policy=t.cache_policy.configure(key_storage=key_storage)) for t in tasks]
 
 
 @flow(name="elicit", log_prints=True)

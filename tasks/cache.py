@@ -3,15 +3,20 @@
 Prefect's default policy includes the run id, so nothing would be reused across runs. Here the key is
 a hash of the stage, its code versions and the task's inputs (configs and upstream URIs, which are
 content-addressed themselves): a rerun with nothing changed is all cache hits, and a changed input
-redoes only the tasks downstream of it. Task bodies also check the store before working, so a lost
-Prefect record costs a lookup, never a model call.
+redoes only the tasks downstream of it. Names that only label things (a model's or dataset's name in
+tables) are left out of keys. Task bodies also check the store before working, so a lost Prefect
+record costs a lookup, never a model call.
 """
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+import fsspec
 from prefect.cache_policies import CachePolicy
+from pydantic import BaseModel
 
 from wow_core import elicit, judge, report, sample
+from wow_core.config import DatasetConfig, ModelConfig
 from wow_core.datasets import get_dataset
 from wow_core.store import content_key
 
@@ -19,20 +24,37 @@ STAGE_VERSIONS = {
     "questions": 1,
     "sample": sample.VERSION,
     "samples": 1,
-    "judge": judge.VERSION,
+    # Judges ask about the WoW pairs that elicit defines, so its version is part of theirs.
+    "judge": f"{judge.VERSION}.{elicit.VERSION}",
     "pairs": elicit.VERSION,
     "report": report.VERSION,
 }
+LABELS = {ModelConfig: {"name"}, DatasetConfig: {"label"}}
+
+
+def _file_sha256(path: str) -> str:
+    with fsspec.open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
 
 
 def stage_key(stage: str, inputs: dict[str, Any]) -> str:
     """Content key of a stage's artifact from the task's own parameters."""
-    extra = {}
-    if "dataset" in inputs and isinstance(inputs["dataset"], str):
-        extra["dataset_version"] = get_dataset(inputs["dataset"]).VERSION
+    parts: dict[str, Any] = {}
+    for name, value in inputs.items():
+        if isinstance(value, BaseModel):
+            value = value.model_dump(mode="json", exclude=LABELS.get(type(value)))
+        parts[name] = value
+    if isinstance(inputs.get("dataset_config"), DatasetConfig):
+        # Questions depend on the dataset's code and, for a file, on the file's bytes.
+        cfg = inputs["dataset_config"]
+        parts["dataset_version"] = get_dataset(cfg.name).VERSION
+        if cfg.source == "file":
+            parts["file_sha256"] = _file_sha256(cfg.path)
+    elif isinstance(inputs.get("dataset"), str):
+        parts["dataset_version"] = get_dataset(inputs["dataset"]).VERSION
     if stage == "judge":
-        extra["templates"] = judge.templates_version()
-    return content_key(stage, version=STAGE_VERSIONS[stage], **extra, **inputs)
+        parts["templates"] = judge.templates_version()
+    return content_key(stage, version=STAGE_VERSIONS[stage], **parts)
 
 
 @dataclass
@@ -42,6 +64,3 @@ class ArtifactKey(CachePolicy):
 
     def compute_key(self, task_ctx, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs) -> str:
         return f"{self.stage}-{stage_key(self.stage, inputs)}"
-
-
-

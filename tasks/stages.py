@@ -117,5 +117,6 @@ def build_report(name: str, entries: list[dict], samples: list[dict], judges: li
         s.write_table(uris["parquet"], table)
         s.write_bytes(uris["png"], report.plot_accwow(table))
         # The markdown is written last: its presence means the whole report is there.
-        s.write_text(uris["md"], report.render_markdown(name, table, sample_stats, judge_stats, uris["png"]))
+        png_name = uris["png"].rsplit("/", 1)[-1]
+        s.write_text(uris["md"], report.render_markdown(name, table, sample_stats, judge_stats, png_name, confidence))
     return uris

@@ -4,12 +4,13 @@ Defaults are the paper's (Yao et al., arXiv 2410.11055, §2) unless a field says
 model is the YAML file, the flow parameter and the Prefect UI form.
 """
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-ELICITATION_METHODS = ("length", "consistency", "logits", "pairwise", "score")
+Method = Literal["length", "consistency", "logits", "pairwise", "score"]
+ELICITATION_METHODS: tuple[str, ...] = get_args(Method)
 
 
 class ConfigError(ValueError):
@@ -54,9 +55,16 @@ class DatasetConfig(_Strict):
         return self.label or self.name
 
     @model_validator(mode="after")
-    def _path_for_file(self) -> "DatasetConfig":
-        if self.source == "file" and not self.path:
-            raise ValueError("`path` is required when source = 'file'")
+    def _source_settings(self) -> "DatasetConfig":
+        from wow_core.datasets import get_dataset
+        if self.source == "file":
+            if not self.path:
+                raise ValueError("`path` is required when source = 'file'")
+            if "://" not in self.path and not Path(self.path).is_file():
+                raise ValueError(f"`path`: no such file {self.path!r}")
+        elif self.difficulty not in get_dataset(self.name).DIFFICULTIES:
+            raise ValueError(f"`difficulty` must be one of {sorted(get_dataset(self.name).DIFFICULTIES)}, "
+                             f"got {self.difficulty!r}")
         return self
 
 
@@ -73,7 +81,7 @@ class SamplingConfig(_Strict):
 
 class JudgeConfig(_Strict):
     """Which elicitation methods run and how the evaluator is asked."""
-    methods: list[Literal["length", "consistency", "logits", "pairwise", "score"]] = Field(
+    methods: list[Method] = Field(
         default_factory=lambda: list(ELICITATION_METHODS))
     score_k: list[int] = Field(default_factory=lambda: [1, 2, 5, 10], description="Answers per score-judge prompt (paper: 1, 2, 5, 10).")
     max_new_tokens: int = Field(256, ge=1, description="Judge reasoning budget.")
@@ -160,16 +168,34 @@ def load_config(path: str | Path, overrides: dict | None = None) -> ExperimentCo
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark
+        raise ConfigError(f"{path}: line {mark.line + 1}, column {mark.column + 1}: not valid YAML: {err.problem}") from None
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
-        raise ConfigError(f"{path}:{where} not valid YAML: {getattr(err, 'problem', err)}") from None
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of fields at the top level, got {type(data).__name__}")
     for dotted, value in (overrides or {}).items():
-        node = data
-        *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
+        _set_dotted(data, dotted, value, path)
     return parse_config(data, str(path))
+
+
+def _set_dotted(data: dict, dotted: str, value, path: Path) -> None:
+    """Set `a.b.0.c` in nested dicts and lists (a number indexes a list)."""
+    node = data
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"{path}: override '{dotted}': no list item {part!r}")
+            node = node[int(part)]
+        else:
+            node = node.setdefault(part, {})
+    if isinstance(node, list):
+        if not leaf.isdigit() or int(leaf) >= len(node):
+            raise ConfigError(f"{path}: override '{dotted}': no list item {leaf!r}")
+        node[int(leaf)] = value
+    elif isinstance(node, dict):
+        node[leaf] = value
+    else:
+        raise ConfigError(f"{path}: override '{dotted}': '{'.'.join(parents)}' is not a mapping")

@@ -4,7 +4,9 @@ WoW pairs of a question (DESIGN.md): every pair of its sampled answers with both
 proxy values; the less wrong one has the higher proxy. Each method either scores answers (length,
 consistency, logits, score judge: the pair's verdict is the higher score, its gap the difference) or
 judges pairs (pairwise judge, one row per asked order; *filtered* keeps a pair only when both orders
-parsed and agree, counted once). A tie, or a missing score, never prefers the less wrong answer.
+parsed and agree, counted once). A tie never prefers the less wrong answer. A pair the method could
+not judge (an answer without a parsed score, a verdict that did not parse) is left out of that
+method's pairs; the report counts the parse failures beside it.
 """
 import pandas as pd
 

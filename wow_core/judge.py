@@ -17,7 +17,7 @@ from wow_core.backends import Backend
 from wow_core.config import JudgeConfig
 from wow_core.elicit import wow_pairs
 
-VERSION = 1
+VERSION = 2  # 2: answers are shown with their extracted conclusion
 
 _VERDICT_TAIL = r"[\s*.\"'`]*$"
 _LEAD = r"^[\s*#>\"'`-]*"
@@ -62,6 +62,14 @@ def parse_scores(text: str, k: int, first: bool = False) -> list[int | None]:
         if m and 1 <= int(m.group(1)) <= k:
             scores[int(m.group(1)) - 1] = int(m.group(2))
     return scores
+
+
+def shown_answers(samples: pd.DataFrame) -> pd.Series:
+    """What the judge sees of each answer: the answer, then the conclusion the proxy graded (when the
+    extraction turn gave one), so that a cut-off answer still shows its final number."""
+    concluded = samples["extraction_method"] == "conclusion"
+    text = samples["answer"].where(~concluded, samples["answer"] + "\n\n" + samples["extraction_output"].fillna(""))
+    return pd.Series(text.to_numpy(), index=pd.MultiIndex.from_frame(samples[["question_id", "sample_idx"]]))
 
 
 def pairwise_prompt(question: str, output_1: str, output_2: str) -> str:
@@ -122,7 +130,7 @@ def pairwise_judgments(samples: pd.DataFrame, backend: Backend, config: JudgeCon
         for _, rows in sorted(pairs.groupby("question_id").groups.items()):
             keep += rng.sample(list(rows), min(len(rows), config.max_pairs_per_question))
         pairs = pairs.loc[sorted(keep)]
-    answer = samples.set_index(["question_id", "sample_idx"])["answer"]
+    answer = shown_answers(samples)
     question = samples.drop_duplicates("question_id").set_index("question_id")["question"]
     asks = [(p.dataset, p.question_id, p.i, p.j, first, second)
             for p in pairs.itertuples() for first, second in ((p.i, p.j), (p.j, p.i))]
@@ -148,7 +156,7 @@ def score_judgments(samples: pd.DataFrame, backend: Backend, config: JudgeConfig
     by_question: dict[str, list[int]] = {}
     for q, idx in needed:
         by_question.setdefault(q, []).append(idx)
-    answer = samples.set_index(["question_id", "sample_idx"])["answer"]
+    answer = shown_answers(samples)
     question = samples.drop_duplicates("question_id").set_index("question_id")
     rng = random.Random(config.seed)
     groups = []

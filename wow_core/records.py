@@ -16,6 +16,7 @@ class Question:
 class Generation:
     """One generated continuation with the log-probability of each of its tokens."""
     text: str
+    token_ids: list[int]
     token_logprobs: list[float]
     finish_reason: str  # "stop" (end-of-sequence) or "length" (hit max_new_tokens)
 

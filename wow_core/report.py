@@ -2,14 +2,11 @@
 counts and intervals, judge parse statistics, and a bar chart."""
 import io
 
-import matplotlib
+import pandas as pd
+from matplotlib.figure import Figure  # not pyplot: no global backend or figure state
 
-matplotlib.use("Agg")  # no display on workers
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from wow_core.elicit import VERDICT_METHODS, pairwise_agreement, wow_pairs  # noqa: E402
-from wow_core.metrics import accwow, margin_filter  # noqa: E402
+from wow_core.elicit import VERDICT_METHODS, pairwise_agreement, wow_pairs
+from wow_core.metrics import accwow, margin_filter
 
 ACCWOW_COLUMNS = ["dataset", "generator", "evaluator", "method", "margin", "accwow", "n_pairs", "ci_low", "ci_high"]
 VERSION = 1
@@ -63,15 +60,18 @@ def _fmt(x, digits=3) -> str:
     return "—" if x is None or pd.isna(x) else f"{x:.{digits}f}"
 
 
-def render_markdown(name: str, table: pd.DataFrame, samples: list[dict], judges: list[dict], png_uri: str) -> str:
+def render_markdown(name: str, table: pd.DataFrame, samples: list[dict], judges: list[dict], png_name: str,
+                    confidence: float) -> str:
     """The report as markdown. `samples`: dicts with dataset, generator and `sample_summary` fields;
-    `judges`: dicts with dataset, generator, evaluator, method and `judge_summary` fields."""
+    `judges`: dicts with dataset, generator, evaluator, method and `judge_summary` fields; `png_name`:
+    the chart's file name, beside the markdown file."""
+    level = f"{confidence * 100:g} %"
     out = [f"# AccWoW report: {name}", "",
            "AccWoW = share of kept wrong-over-wrong pairs on which the method prefers the less wrong answer "
-           "(ties count as not preferring). **Random baseline: 0.500.** Interval: Wilson 95 %. Margin = top-p "
+           f"(ties count as not preferring). **Random baseline: 0.500.** Interval: Wilson {level}. Margin = top-p "
            "of pairs by score gap; pairwise verdicts have no gap and are reported at 1.0 (its *filtered* "
            "variant keeps the pairs whose two orders agree).", "",
-           "| dataset | generator | evaluator | method | margin | AccWoW | pairs | 95 % interval |",
+           f"| dataset | generator | evaluator | method | margin | AccWoW | pairs | {level} interval |",
            "|---|---|---|---|---|---|---|---|"]
     for r in table.itertuples():
         out.append(f"| {r.dataset} | {r.generator} | {r.evaluator} | {r.method} | {r.margin:g} | {_fmt(r.accwow)} "
@@ -87,15 +87,15 @@ def render_markdown(name: str, table: pd.DataFrame, samples: list[dict], judges:
         agreement = (f"{_fmt(j['agreement_rate'])} of {j['both_orders_parsed']}" if "agreement_rate" in j else "")
         out.append(f"| {j['dataset']} | {j['generator']} | {j['evaluator']} | {j['method']} | {j['verdicts']} "
                    f"| {j['parsed']} | {j['parse_failures']} | {j['from_follow_up']} | {agreement} |")
-    out += ["", f"![AccWoW by method and margin]({png_uri})", ""]
+    out += ["", f"![AccWoW by method and margin]({png_name})", ""]
     return "\n".join(out)
 
 
 def plot_accwow(table: pd.DataFrame) -> bytes:
     """Grouped bars: one panel per dataset x generator x evaluator set, methods on x, margins as bars."""
     panels = list(table.groupby(["dataset", "generator"], sort=False))
-    fig, axes = plt.subplots(len(panels), 1, figsize=(max(8, 0.9 * table["method"].nunique() + 3), 3.6 * len(panels)),
-                             squeeze=False)
+    fig = Figure(figsize=(max(8, 0.9 * table["method"].nunique() + 3), 3.6 * len(panels)))
+    axes = fig.subplots(len(panels), 1, squeeze=False)
     margins = sorted(table["margin"].unique(), reverse=True)
     width = 0.8 / max(1, len(margins))
     for ax, ((dataset, generator), part) in zip(axes[:, 0], panels):
@@ -120,5 +120,4 @@ def plot_accwow(table: pd.DataFrame) -> bytes:
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
     return buf.getvalue()

@@ -1,7 +1,8 @@
 """Sampling stage: n answers per question, the final answer extracted, its proxy and correctness.
 
 Extraction follows the paper: a second turn asks the generator to conclude in the dataset's fixed
-form ("The total weight is N"), parsed by regex; if that fails, the answer itself is parsed. Each
+form ("The total weight is N"), its reply started with the form's first words so that small models
+keep to it, parsed by regex; if that fails, the answer itself is parsed. Each
 row records which way its answer was extracted, and None when neither worked (never a guess).
 """
 import hashlib
@@ -14,7 +15,7 @@ from wow_core.backends import Backend
 from wow_core.config import SamplingConfig
 from wow_core.records import Question
 
-VERSION = 1
+VERSION = 2  # 2: the extraction turn's reply is prefilled
 
 SAMPLE_COLUMNS = ["dataset", "question_id", "question", "gold", "sample_idx", "answer", "n_tokens",
                   "finish_reason", "mean_logprob", "extraction_output", "extracted", "extraction_method",
@@ -61,13 +62,15 @@ def sample_answers(questions: list[Question], dataset: ModuleType, backend: Back
     conversations = [[{"role": "user", "content": q.text}] for q in questions]
     answers = backend.sample(conversations, n=config.n, temperature=config.temperature, top_p=config.top_p,
                              max_new_tokens=config.max_new_tokens, seed=shard_seed(config.seed, questions))
-    follow_ups = [conv + [{"role": "assistant", "content": a.text}, {"role": "user", "content": dataset.EXTRACTION_PROMPT}]
+    follow_ups = [conv + [{"role": "assistant", "content": a.text}, {"role": "user", "content": dataset.EXTRACTION_PROMPT},
+                          {"role": "assistant", "content": dataset.EXTRACTION_PREFILL}]
                   for conv, gens in zip(conversations, answers) for a in gens]
-    conclusions = iter(backend.generate(follow_ups, max_new_tokens=config.extraction_max_new_tokens))
+    conclusions = iter(dataset.EXTRACTION_PREFILL + g.text
+                       for g in backend.generate(follow_ups, max_new_tokens=config.extraction_max_new_tokens))
     rows = []
     for q, gens in zip(questions, answers):
         for idx, a in enumerate(gens):
-            conclusion = next(conclusions).text
+            conclusion = next(conclusions)
             value, how = extract_answer(dataset, conclusion, a.text)
             proxy = dataset.proxy(q, value) if value is not None else None
             rows.append({

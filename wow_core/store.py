@@ -60,9 +60,6 @@ class Store:
     def write_text(self, uri: str, text: str) -> str:
         return self._atomic_write(uri, text.encode())
 
-    def write_json(self, uri: str, value) -> str:
-        return self.write_text(uri, json.dumps(_jsonable(value), indent=1, sort_keys=True))
-
     def write_table(self, uri: str, table: pd.DataFrame) -> str:
         buf = io.BytesIO()
         table.to_parquet(buf, index=False)
@@ -74,9 +71,6 @@ class Store:
 
     def read_text(self, uri: str) -> str:
         return self.read_bytes(uri).decode()
-
-    def read_json(self, uri: str):
-        return json.loads(self.read_text(uri))
 
     def read_table(self, uri: str) -> pd.DataFrame:
         return pd.read_parquet(io.BytesIO(self.read_bytes(uri)))

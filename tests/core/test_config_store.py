@@ -29,8 +29,10 @@ def test_good_config_and_defaults(tmp_path):
 
 
 def test_overrides(tmp_path):
-    cfg = load_config(write(tmp_path, GOOD), {"sampling.n": 5, "judge.max_new_tokens": 7})
-    assert cfg.sampling.n == 5 and cfg.judge.max_new_tokens == 7
+    cfg = load_config(write(tmp_path, GOOD), {"sampling.n": 5, "judge.max_new_tokens": 7, "datasets.0.n_questions": 9})
+    assert cfg.sampling.n == 5 and cfg.judge.max_new_tokens == 7 and cfg.datasets[0].n_questions == 9
+    with pytest.raises(ConfigError, match="override 'datasets.3.n_questions': no list item '3'"):
+        load_config(write(tmp_path, GOOD), {"datasets.3.n_questions": 9})
 
 
 @pytest.mark.parametrize("bad, field, words", [
@@ -39,6 +41,10 @@ def test_overrides(tmp_path):
     (GOOD.replace("nlgraph_shortest_path", "nlgraph_shortest_pth"), "datasets.0.name", "Did you mean: nlgraph_shortest_path"),
     (GOOD + "report:\n  margins: [1.0, 1.5]\n", "report.margins", "(0, 1]"),
     (GOOD + "generators: [gpt9]\n", "(top level)", "`generators` names ['gpt9'] not in `models`"),
+    (GOOD.replace("n_questions: 2", "n_questions: 2\n    difficulty: medium"), "datasets.0",
+     "`difficulty` must be one of ['easy', 'hard'], got 'medium'"),
+    (GOOD.replace("n_questions: 2", "n_questions: 2\n    source: file\n    path: nowhere.json"), "datasets.0",
+     "`path`: no such file 'nowhere.json'"),
 ])
 def test_bad_config_names_file_and_field(tmp_path, bad, field, words):
     path = write(tmp_path, bad)
@@ -77,14 +83,35 @@ def test_store_round_trip_and_atomic_write(tmp_path):
     table = pd.DataFrame({"a": [1, 2], "b": ["x", None]})
     store.write_table(uri, table)
     pd.testing.assert_frame_equal(store.read_table(uri), table)
-    store.write_json(store.uri("x", "y", "cd" * 32, "json"), {"k": [1]})
+    store.write_text(store.uri("x", "y", "cd" * 32, "md"), "# hi")
     # No temporary files are left behind.
     assert not [p for p in (tmp_path / "store").rglob("*") if ".tmp-" in p.name]
 
 
-def test_failed_write_leaves_no_artifact(tmp_path):
+def test_failed_write_leaves_no_artifact(tmp_path, monkeypatch):
+    """A write that dies half-way leaves nothing at the artifact's URI (readers never see half of it)."""
     store = Store(str(tmp_path / "store"))
     uri = store.uri("samples", "toy", "ef" * 32, "parquet")
-    with pytest.raises(Exception):
-        store.write_table(uri, pd.DataFrame({"a": [object()]}))  # pyarrow cannot serialise it
+    real_open = store.fs.open
+
+    class Dies:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            self.f.write(data[: len(data) // 2])
+            raise OSError("disk gone")
+
+    monkeypatch.setattr(store.fs, "open", lambda path, mode="rb", **kw: Dies(real_open(path, mode, **kw)))
+    with pytest.raises(OSError, match="disk gone"):
+        store.write_table(uri, pd.DataFrame({"a": range(1000)}))
     assert not store.exists(uri)
+    monkeypatch.undo()
+    store.write_table(uri, pd.DataFrame({"a": range(3)}))
+    assert store.read_table(uri)["a"].tolist() == [0, 1, 2]

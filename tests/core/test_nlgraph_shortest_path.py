@@ -314,6 +314,7 @@ def test_loader_wrong_types(tmp_path):
         ("The shortest path is 0,1,3 with a total weight of 3.", None),  # not the concluding phrase
         ("The total weight is unknown.", None),
         ("The total weight is 2 + 3", None),  # a half-written sum is not its first term
+        ("The total weight is 3N.", None),  # the template's placeholder, not a number
         ("", None),
     ],
 )
@@ -326,7 +327,8 @@ def test_parse_conclusion(text, expected):
     [
         ("The shortest path from node 0 to node 2 is 0,3,2 with a total weight of 4", "4"),
         ("0,3,2 with a total weight of 2 + 2 = 4. Alternatively 0,1,2 with a total weight of 6.", "6"),
-        ("Path 0,2,4 has weight of 7", "7"),
+        ("Path 0,2,4 has weight of 7", None),  # "weight of" alone may be one edge's weight
+        ("Path 0,2,4 has a total weight of 7", "7"),
         ("So the total weight = 12.", "12"),
         ("The total weight is **5**.", "5"),
         ("an edge between node 0 and node 1 with weight 4.", None),  # an edge weight is not an answer
@@ -343,9 +345,7 @@ def test_gold_extracts_to_gold():
     assert sp.parse_direct(f"0,1,3 with a total weight of {q.gold}") == q.gold
 
 
-def test_extraction_prompt_asks_for_the_parsed_phrase():
-    assert sp.EXTRACTION_PROMPT == (
-        'Therefore, what is the total weight of the shortest path? End your reply with "The total '
-        'weight is N", where N is a number.'
-    )
-    assert sp.NAME == "nlgraph_shortest_path" and isinstance(sp.VERSION, int)
+def test_extraction_prefill_is_the_start_of_the_parsed_phrase():
+    # The extraction turn's reply starts with the prefill; any number after it must parse.
+    assert sp.parse_conclusion(sp.EXTRACTION_PREFILL + " 12.") == "12"
+    assert sp.parse_conclusion(sp.EXTRACTION_PREFILL + " N, where N is a number.") is None

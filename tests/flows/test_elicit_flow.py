@@ -74,7 +74,7 @@ def test_report_has_every_method_and_margin(first_run):
     n_length = table[(table.method == "length") & (table.margin == 1.0)].n_pairs.item()
     assert n_length == independent_wow_pair_count(samples)
     markdown = store.read_text(uris["md"])
-    assert "Random baseline: 0.500" in markdown and "pairwise_filtered" in markdown and uris["png"] in markdown
+    assert "Random baseline: 0.500" in markdown and "pairwise_filtered" in markdown and uris["png"].rsplit("/", 1)[-1] in markdown
     assert store.read_bytes(uris["png"]).startswith(b"\x89PNG")
 
 

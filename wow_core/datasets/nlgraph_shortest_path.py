@@ -39,24 +39,25 @@ import networkx as nx
 from wow_core.records import Question
 
 NAME = "nlgraph_shortest_path"
-VERSION = 1  # bump on any change to prompt, extraction or scoring
+VERSION = 2  # bump on any change to prompt, extraction or scoring (2: stricter number and direct parse)
 
 EXTRACTION_PROMPT = (
     "Therefore, what is the total weight of the shortest path? "
     'End your reply with "The total weight is N", where N is a number.'
 )
+# The reply to EXTRACTION_PROMPT starts with these words, so that even a small model concludes in the
+# parseable form; the number is still the model's own.
+EXTRACTION_PREFILL = "The total weight is"
 
 # difficulty -> (min nodes, max nodes, max edge weight), as in NLGraph's easy and hard splits.
-_DIFFICULTIES = {"easy": (5, 10, 4), "hard": (11, 20, 10)}
+DIFFICULTIES = {"easy": (5, 10, 4), "hard": (11, 20, 10)}
 
 # A number, optionally reached through an explicit sum ("2 + 3 = 5" gives 5). The lookaheads refuse
 # part of a longer number and a number that an operator continues ("2 + 3" alone), so a half-written
-# sum never parses as its first term.
-_NUMBER = r"\**\s*(?:[\d.\s+]*=\s*)?\**\s*(-?\d+(?:\.\d+)?)(?!\.?\d|,\d)(?![ \t]*[+*/×-][ \t]*\d)"
+# sum never parses as its first term, and "3N" (a number glued to a letter) is not a number.
+_NUMBER = r"\**\s*(?:[\d.\s+]*=\s*)?\**\s*(-?\d+(?:\.\d+)?)(?!\.?\d|,\d|[A-Za-z])(?![ \t]*[+*/×-][ \t]*\d)"
 _CONCLUSION_RE = re.compile(r"the\s+total\s+weight\s+is\s*:?\s*" + _NUMBER, re.IGNORECASE)
-_DIRECT_RE = re.compile(
-    r"(?:total\s+weight\s*(?:is|of|=|:)|weight\s+of)\s*:?\s*" + _NUMBER, re.IGNORECASE
-)
+_DIRECT_RE = re.compile(r"total\s+weight\s*(?:is|of|=|:)\s*:?\s*" + _NUMBER, re.IGNORECASE)
 
 _HEADER_RE = re.compile(
     r"In an? undirected graph, the nodes are numbered from 0 to (\d+), and the edges are:"
@@ -305,11 +306,11 @@ def generate_questions(n: int, seed: int, difficulty: str = "easy") -> list[Ques
     """
     if n < 0:
         raise ValueError(f"`n` must be >= 0, got {n}.")
-    if difficulty not in _DIFFICULTIES:
+    if difficulty not in DIFFICULTIES:
         raise ValueError(
-            f"`difficulty` must be one of {sorted(_DIFFICULTIES)}, got {difficulty!r}."
+            f"`difficulty` must be one of {sorted(DIFFICULTIES)}, got {difficulty!r}."
         )
-    lo, hi, max_weight = _DIFFICULTIES[difficulty]
+    lo, hi, max_weight = DIFFICULTIES[difficulty]
     rng = random.Random(seed)
     questions = []
     for k in range(n):
@@ -412,7 +413,8 @@ def parse_conclusion(text: str) -> str | None:
 
 
 def parse_direct(answer: str) -> str | None:
-    """Fallback on the raw answer: the last "total weight is/of/= N" or "weight of N", canonical.
+    """Fallback on the raw answer: the last "total weight is/of/= N", canonical. ("weight of N"
+    alone is not taken: it may be one edge's weight restated.)
 
     NLGraph's own answers read "... is 0,3,2 with a total weight of 4" (and its worked examples
     "with a total weight of 2 + 2 = 4"; the result after "=" is taken). None if no such phrase.
