@@ -64,7 +64,8 @@ def elicit(config: ExperimentConfig) -> dict:
                                         "pairs_uri": pairs_task.submit(method, samples_uri, uri, ds.name,
                                                                        f"{label}.{ev}", store)})
     # Prefect resolves the futures nested in these lists and waits for them.
-    uris = report_task(config.name, entries, samples, judges, config.report.margins, config.report.confidence, store)
+    uris = report_task.submit(config.name, entries, samples, judges, config.report.margins, config.report.confidence,
+                              store).result()  # raises if an upstream task failed
     _publish(Store(store), uris)
     get_run_logger().info("report: %s", uris["md"])
     return uris

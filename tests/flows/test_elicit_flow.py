@@ -7,6 +7,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter
 from prefect.testing.utilities import prefect_test_harness
 
+import wow_core.sample as sample_module
 from flows.elicit import elicit
 from wow_core.backends import get_backend
 from wow_core.config import DatasetConfig, ExperimentConfig, JudgeConfig, SamplingConfig
@@ -99,3 +100,23 @@ def test_changed_field_redoes_only_what_depends_on_it(first_run):
     assert states["build_report"] == ["Completed"]
     # Pairs of the self signals and the score judge are reused; the pairwise ones are new.
     assert states["method_pairs"].count("Completed") == 2
+
+
+def test_crash_in_one_shard_loses_only_that_shard(harness, tmp_path, monkeypatch):
+    config = tiny_config(str(tmp_path / "store"))
+    real = sample_module.sample_answers
+
+    def dies_on_second_shard(questions, *args, **kwargs):
+        if questions[0].id.endswith("/2"):
+            raise RuntimeError("worker lost")
+        return real(questions, *args, **kwargs)
+
+    monkeypatch.setattr(sample_module, "sample_answers", dies_on_second_shard)
+    crashed = elicit(config, return_state=True)
+    assert crashed.is_failed()
+    shards = Store(config.store).fs.glob(f"{config.store}/samples/shards/*.parquet")
+    assert len(shards) == 1  # the finished shard is kept
+
+    monkeypatch.setattr(sample_module, "sample_answers", real)
+    states = task_states(elicit(config, return_state=True))
+    assert sorted(states["sample_shard"]) == ["Cached", "Completed"]

