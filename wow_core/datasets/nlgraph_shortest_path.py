@@ -55,9 +55,9 @@ DIFFICULTIES = {"easy": (5, 10, 4), "hard": (11, 20, 10)}
 # A number, optionally reached through an explicit sum ("2 + 3 = 5" gives 5). The lookaheads refuse
 # part of a longer number and a number that an operator continues ("2 + 3" alone), so a half-written
 # sum never parses as its first term, and "3N" (a number glued to a letter) is not a number.
-_NUMBER = r"\**\s*(?:[\d.\s+]*=\s*)?\**\s*(-?\d+(?:\.\d+)?)(?!\.?\d|,\d|[A-Za-z])(?![ \t]*[+*/×-][ \t]*\d)"
-_CONCLUSION_RE = re.compile(r"the\s+total\s+weight\s+is\s*:?\s*" + _NUMBER, re.IGNORECASE)
-_DIRECT_RE = re.compile(r"total\s+weight\s*(?:is|of|=|:)\s*:?\s*" + _NUMBER, re.IGNORECASE)
+NUMBER = r"\**\s*(?:[\d.\s+]*=\s*)?\**\s*(-?\d+(?:\.\d+)?)(?!\.?\d|,\d|[A-Za-z])(?![ \t]*[+*/×-][ \t]*\d)"
+_CONCLUSION_RE = re.compile(r"the\s+total\s+weight\s+is\s*:?\s*" + NUMBER, re.IGNORECASE)
+_DIRECT_RE = re.compile(r"total\s+weight\s*(?:is|of|=|:)\s*:?\s*" + NUMBER, re.IGNORECASE)
 
 _HEADER_RE = re.compile(
     r"In an? undirected graph, the nodes are numbered from 0 to (\d+), and the edges are:"
@@ -218,22 +218,32 @@ def parse_question_text(text: str) -> tuple[nx.Graph, int, int]:
         raise ValueError("no line 'Q: Give the shortest path from node S to node T'")
     source, target = int(query.group(1)), int(query.group(2))
 
-    graph = nx.Graph()
+    return fill_graph(nx.Graph(), n_nodes, edges, source, target, "weight"), source, target
+
+
+def fill_graph(graph: nx.Graph, n_nodes: int, edges: list[tuple[int, int, int]], source: int, target: int,
+               attribute: str) -> nx.Graph:
+    """Add nodes 0..n_nodes-1 and the edges (i, j, value) to an empty NLGraph graph, checking that
+    nodes are in range, edges are no self-loops and not repeated with another value, source != target.
+
+    Raises:
+        ValueError: naming the offending edge or node.
+    """
     graph.add_nodes_from(range(n_nodes))
-    for i, j, w in edges:
+    for i, j, value in edges:
         if i >= n_nodes or j >= n_nodes:
             raise ValueError(f"edge ({i}, {j}) names a node outside 0..{n_nodes - 1}")
         if i == j:
             raise ValueError(f"edge ({i}, {j}) is a self-loop")
-        if graph.has_edge(i, j) and graph[i][j]["weight"] != w:
-            raise ValueError(f"edge ({i}, {j}) is given twice with different weights")
-        graph.add_edge(i, j, weight=w)
+        if graph.has_edge(i, j) and graph[i][j][attribute] != value:
+            raise ValueError(f"edge ({i}, {j}) is given twice with different {attribute} ({graph[i][j][attribute]} and {value})")
+        graph.add_edge(i, j, **{attribute: value})
     for name, node in (("source", source), ("target", target)):
         if node >= n_nodes:
             raise ValueError(f"{name} node {node} is outside 0..{n_nodes - 1}")
     if source == target:
         raise ValueError(f"source and target are the same node {source}")
-    return graph, source, target
+    return graph
 
 
 def _question_text(edges: list[list[int]], n_nodes: int, source: int, target: int) -> str:
@@ -338,6 +348,37 @@ def generate_questions(n: int, seed: int, difficulty: str = "easy") -> list[Ques
     return questions
 
 
+def read_records(path: str) -> list[tuple[str, dict, str]]:
+    """(record id, record, "file: record 'id'" for messages) of an NLGraph JSON file, each checked to
+    have the string fields question, answer and difficulty.
+
+    Raises:
+        ValueError: invalid JSON (file, line and column) or a missing or mistyped field (file, record, field).
+    """
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from e
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"{path}: expected a JSON object of records keyed by id, got {type(data).__name__}"
+        )
+    records = []
+    for rid, record in data.items():
+        where = f"{path}: record '{rid}'"
+        if not isinstance(record, dict):
+            raise ValueError(f"{where}: expected an object, got {type(record).__name__}")
+        for key in ("question", "answer", "difficulty"):
+            if key not in record:
+                raise ValueError(f"{where}, field '{key}': missing")
+            if not isinstance(record[key], str):
+                raise ValueError(
+                    f"{where}, field '{key}': expected a string, got {type(record[key]).__name__}"
+                )
+        records.append((rid, record, where))
+    return records
+
+
 def load_questions(path: str) -> list[Question]:
     """Questions from an NLGraph JSON file: {"<id>": {"question", "answer", "difficulty"}, ...}.
 
@@ -354,27 +395,9 @@ def load_questions(path: str) -> list[Question]:
         ValueError: invalid JSON (file, line and column), or a record with a missing, mistyped or
             inconsistent field (file, record id and field).
     """
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from e
-    if not isinstance(data, dict):
-        raise ValueError(
-            f"{path}: expected a JSON object of records keyed by id, got {type(data).__name__}"
-        )
     stem = Path(path).stem
     questions = []
-    for rid, record in data.items():
-        where = f"{path}: record '{rid}'"
-        if not isinstance(record, dict):
-            raise ValueError(f"{where}: expected an object, got {type(record).__name__}")
-        for key in ("question", "answer", "difficulty"):
-            if key not in record:
-                raise ValueError(f"{where}, field '{key}': missing")
-            if not isinstance(record[key], str):
-                raise ValueError(
-                    f"{where}, field '{key}': expected a string, got {type(record[key]).__name__}"
-                )
+    for rid, record, where in read_records(path):
         try:
             graph, source, target = parse_question_text(record["question"])
             meta = _meta(graph, source, target, record["difficulty"])
