@@ -2,11 +2,12 @@
 import difflib
 from types import ModuleType
 
-from wow_core.datasets import nlgraph_max_flow, nlgraph_shortest_path
+from wow_core.datasets import nlgraph_bipartite_matching, nlgraph_max_flow, nlgraph_shortest_path
 
 DATASETS: dict[str, ModuleType] = {
     nlgraph_shortest_path.NAME: nlgraph_shortest_path,
     nlgraph_max_flow.NAME: nlgraph_max_flow,
+    nlgraph_bipartite_matching.NAME: nlgraph_bipartite_matching,
 }
 
 
