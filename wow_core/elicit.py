@@ -97,20 +97,6 @@ SELF_SIGNALS = {"length": length_scores, "consistency": consistency_scores, "log
 VERDICT_METHODS = ("pairwise", "pairwise_filtered")  # verdicts without a score gap: no margin filter
 
 
-def method_names(methods: list[str], score_k: list[int]) -> list[str]:
-    """The report's method names for the configured methods: pairwise has a filtered variant,
-    the score judge one variant per k."""
-    names = []
-    for m in methods:
-        if m == "pairwise":
-            names += ["pairwise", "pairwise_filtered"]
-        elif m == "score":
-            names += [f"score_k{k}" for k in score_k]
-        else:
-            names.append(m)
-    return names
-
-
 def method_pairs(method: str, samples: pd.DataFrame, judgments: pd.DataFrame | None = None) -> pd.DataFrame:
     """The verdict of `method` on every WoW pair it can judge (`PAIR_COLUMNS`)."""
     pairs = wow_pairs(samples)
