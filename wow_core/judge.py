@@ -17,7 +17,7 @@ from wow_core.backends import Backend
 from wow_core.config import JudgeConfig
 from wow_core.elicit import wow_pairs
 
-VERSION = 2  # 2: answers are shown with their extracted conclusion
+VERSION = 3  # 2: answers are shown with their extracted conclusion; 3: canonical if asked in their own order
 
 _VERDICT_TAIL = r"[\s*.\"'`]*$"
 _LEAD = r"^[\s*#>\"'`-]*"
@@ -64,11 +64,21 @@ def parse_scores(text: str, k: int, first: bool = False) -> list[int | None]:
     return scores
 
 
+# Ends an answer that was asked with its own option order (its letters name other options than the
+# question's do), before its extracted answer in canonical form.
+OWN_ORDER_NOTE = ("Final answer (this answer was shown the options in its own order; here they are lettered "
+                  "as in the question): ")
+
+
 def shown_answers(samples: pd.DataFrame) -> pd.Series:
     """What the judge sees of each answer: the answer, then the conclusion the proxy graded (when the
-    extraction turn gave one), so that a cut-off answer still shows its final number."""
+    extraction turn gave one), so that a cut-off answer still shows its final number. An answer asked
+    with its own view of the question (`view` not "{}") ends instead with `OWN_ORDER_NOTE` and its
+    extracted answer, canonical, so that answers that saw different option orders compare unambiguously."""
     concluded = samples["extraction_method"] == "conclusion"
+    own_order = (samples["view"] != "{}") & samples["extracted"].notna()
     text = samples["answer"].where(~concluded, samples["answer"] + "\n\n" + samples["extraction_output"].fillna(""))
+    text = text.where(~own_order, samples["answer"] + "\n\n" + OWN_ORDER_NOTE + samples["extracted"].fillna(""))
     return pd.Series(text.to_numpy(), index=pd.MultiIndex.from_frame(samples[["question_id", "sample_idx"]]))
 
 

@@ -4,6 +4,14 @@ Extraction follows the paper: a second turn asks the generator to conclude in th
 form ("The total weight is N"), its reply started with the form's first words so that small models
 keep to it, parsed by regex; if that fails, the answer itself is parsed. Each
 row records which way its answer was extracted, and None when neither worked (never a guess).
+
+A dataset may ask each sample its own prompt, as multiple choice does when every sample sees its own
+option order (Yao et al. shuffle the options per sample). Such a dataset defines
+`sample_prompts(question, n, seed) -> [(user turn, view), ...]`, a JSON-serialisable view saying how the
+sample's prompt differs from `question.text`, and `canonical_answer(question, view, raw) -> str | None`,
+which maps what was parsed in the sample's own terms (its letters) to the canonical answer that `gold`,
+`proxy` and `is_correct` use ({} is the view of `question.text` itself); None when the parse names no
+option. Each such prompt is sampled once.
 """
 import hashlib
 import json
@@ -15,9 +23,11 @@ from wow_core.backends import Backend
 from wow_core.config import SamplingConfig
 from wow_core.records import Question
 
-VERSION = 2  # 2: the extraction turn's reply is prefilled
+VERSION = 3  # 2: the extraction turn's reply is prefilled; 3: per-sample prompts, `view` column
 
-SAMPLE_COLUMNS = ["dataset", "question_id", "question", "gold", "sample_idx", "answer", "n_tokens",
+# prompt: the user turn this sample was asked; view: how it differs from `question`, as JSON ("{}": it
+# was asked `question` itself).
+SAMPLE_COLUMNS = ["dataset", "question_id", "question", "gold", "sample_idx", "prompt", "view", "answer", "n_tokens",
                   "finish_reason", "mean_logprob", "extraction_output", "extracted", "extraction_method",
                   "proxy", "correct"]
 
@@ -43,39 +53,52 @@ def shard_seed(seed: int, questions: list[Question]) -> int:
     return int.from_bytes(hashlib.sha256(blob).digest()[:4], "big")
 
 
-def extract_answer(dataset: ModuleType, conclusion: str, answer: str) -> tuple[str | None, str | None]:
-    """(extracted answer, how it was found: 'conclusion' | 'direct' | None)."""
-    value = dataset.parse_conclusion(conclusion)
-    if value is not None:
-        return value, "conclusion"
-    value = dataset.parse_direct(answer)
-    if value is not None:
-        return value, "direct"
+def extract_answer(dataset: ModuleType, conclusion: str, answer: str, question: Question | None = None,
+                   view: dict | None = None) -> tuple[str | None, str | None]:
+    """(extracted answer, how it was found: 'conclusion' | 'direct' | None). With a `view` (a dataset
+    with `sample_prompts`), each parse is mapped to the canonical answer; one that names no option
+    counts as not found."""
+    for how, value in (("conclusion", dataset.parse_conclusion(conclusion)), ("direct", dataset.parse_direct(answer))):
+        if value is not None and view is not None:
+            value = dataset.canonical_answer(question, view, value)
+        if value is not None:
+            return value, how
     return None, None
 
 
 def sample_answers(questions: list[Question], dataset: ModuleType, backend: Backend,
                    config: SamplingConfig) -> pd.DataFrame:
-    """Sample `config.n` answers per question and label each; one row per sample (`SAMPLE_COLUMNS`)."""
+    """Sample `config.n` answers per question and label each; one row per sample (`SAMPLE_COLUMNS`).
+    A dataset with `sample_prompts` has each sample asked its own prompt (see the module docstring)."""
     if not questions:
         return pd.DataFrame(columns=SAMPLE_COLUMNS)
-    conversations = [[{"role": "user", "content": q.text}] for q in questions]
-    answers = backend.sample(conversations, n=config.n, temperature=config.temperature, top_p=config.top_p,
-                             max_new_tokens=config.max_new_tokens, seed=shard_seed(config.seed, questions))
-    follow_ups = [conv + [{"role": "assistant", "content": a.text}, {"role": "user", "content": dataset.EXTRACTION_PROMPT},
-                          {"role": "assistant", "content": dataset.EXTRACTION_PREFILL}]
-                  for conv, gens in zip(conversations, answers) for a in gens]
+    sampling = dict(temperature=config.temperature, top_p=config.top_p, max_new_tokens=config.max_new_tokens,
+                    seed=shard_seed(config.seed, questions))
+    if hasattr(dataset, "sample_prompts"):
+        # Seeded per question, so that a question's prompts do not depend on the shard that holds it.
+        asked = [dataset.sample_prompts(q, config.n, shard_seed(config.seed, [q])) for q in questions]
+        generations = iter(gens[0] for gens in backend.sample(
+            [[{"role": "user", "content": text}] for prompts in asked for text, _ in prompts], n=1, **sampling))
+        answers = [[next(generations) for _ in prompts] for prompts in asked]
+    else:
+        asked = [[(q.text, None)] * config.n for q in questions]
+        answers = backend.sample([[{"role": "user", "content": q.text}] for q in questions], n=config.n, **sampling)
+    follow_ups = [[{"role": "user", "content": text}, {"role": "assistant", "content": a.text},
+                   {"role": "user", "content": dataset.EXTRACTION_PROMPT},
+                   {"role": "assistant", "content": dataset.EXTRACTION_PREFILL}]
+                  for prompts, gens in zip(asked, answers) for (text, _), a in zip(prompts, gens)]
     conclusions = iter(dataset.EXTRACTION_PREFILL + g.text
                        for g in backend.generate(follow_ups, max_new_tokens=config.extraction_max_new_tokens))
     rows = []
-    for q, gens in zip(questions, answers):
-        for idx, a in enumerate(gens):
+    for q, prompts, gens in zip(questions, asked, answers):
+        for idx, ((text, view), a) in enumerate(zip(prompts, gens)):
             conclusion = next(conclusions)
-            value, how = extract_answer(dataset, conclusion, a.text)
+            value, how = extract_answer(dataset, conclusion, a.text, q, view)
             proxy = dataset.proxy(q, value) if value is not None else None
             rows.append({
                 "dataset": q.dataset, "question_id": q.id, "question": q.text, "gold": q.gold,
-                "sample_idx": idx, "answer": a.text, "n_tokens": a.n_tokens, "finish_reason": a.finish_reason,
+                "sample_idx": idx, "prompt": text, "view": json.dumps(view or {}, sort_keys=True), "answer": a.text,
+                "n_tokens": a.n_tokens, "finish_reason": a.finish_reason,
                 "mean_logprob": a.mean_logprob, "extraction_output": conclusion, "extracted": value,
                 "extraction_method": how, "proxy": proxy,
                 "correct": dataset.is_correct(q, value) if value is not None else None,

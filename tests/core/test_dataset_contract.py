@@ -1,4 +1,6 @@
 """Every registered dataset keeps the contract the stages rely on."""
+import json
+
 import pytest
 
 from wow_core.datasets import DATASETS, get_dataset
@@ -15,7 +17,15 @@ def test_dataset_contract(name):
         for q in questions:
             assert q.dataset == name and q.text.strip()
             # The gold answer, concluded in the dataset's form, extracts to itself and is the best answer.
-            assert ds.parse_conclusion(f"{ds.EXTRACTION_PREFILL} {q.gold}.") == q.gold
+            # A dataset that asks each sample its own prompt maps what was parsed through the sample's
+            # view; the empty view is the question's own text, whose terms the gold answer uses.
+            extracted = ds.parse_conclusion(f"{ds.EXTRACTION_PREFILL} {q.gold}.")
+            if hasattr(ds, "sample_prompts"):
+                extracted = ds.canonical_answer(q, {}, extracted)
+                prompts = ds.sample_prompts(q, 2, seed=5)
+                assert prompts == ds.sample_prompts(q, 2, seed=5) and len(prompts) == 2
+                assert all(text.strip() and json.loads(json.dumps(view)) == view for text, view in prompts)
+            assert extracted == q.gold
             assert ds.proxy(q, q.gold) == 1.0 and ds.is_correct(q, q.gold)
 
 

@@ -1,14 +1,16 @@
 """Sampling and judging stages against a scripted backend (the LLM is the system edge): answers line up
 with their conclusions, verdicts map to the right samples in both orders, follow-ups are used only when
 needed, and text quoted from an answer never becomes a verdict."""
+import json
 import re
 
 import pandas as pd
 
 from wow_core.config import JudgeConfig, SamplingConfig
+from wow_core.datasets import knowledge_crosswords as kc
 from wow_core.datasets import nlgraph_shortest_path as sp
 from wow_core.elicit import method_pairs
-from wow_core.judge import pairwise_judgments, score_judgments
+from wow_core.judge import OWN_ORDER_NOTE, pairwise_judgments, score_judgments
 from wow_core.metrics import accwow
 from wow_core.records import Generation
 from wow_core.sample import sample_answers
@@ -23,9 +25,10 @@ class ScriptedBackend:
     """Answers and judges by rules on the text it is shown."""
 
     def __init__(self, answers: dict[str, list[str]] | None = None, judge=None):
-        self.answers, self.judge, self.calls = answers or {}, judge, []
+        self.answers, self.judge, self.calls, self.sampled = answers or {}, judge, [], []
 
     def sample(self, conversations, n, temperature, top_p, max_new_tokens, seed):
+        self.sampled.append((len(conversations), n))
         return [[gen(a) for a in self.answers[c[0]["content"]][:n]] for c in conversations]
 
     def generate(self, conversations, max_new_tokens):
@@ -55,6 +58,72 @@ def test_sample_answers_extracts_in_order():
     assert table.proxy[1] == sp.proxy(q1, str(g1 + 1)) and table.proxy.isna().tolist()[2]
     assert values("correct") == [False, False, None, True, False, False]
     assert table.sample_idx.tolist() == [0, 1, 2, 0, 1, 2]
+    # A dataset without `sample_prompts`: each question asked once for n samples, as its own text.
+    backend = ScriptedBackend(answers, conclude)
+    assert sample_answers([q1, q2], sp, backend, SamplingConfig(n=3)).equals(table)
+    assert backend.sampled == [(2, 3)] and (table.view == "{}").all()
+    assert table.question.tolist() == [q1.text] * 3 + [q2.text] * 3
+
+
+def kc_options(prompt: str) -> list[dict[str, str]]:
+    """Per blank, letter -> option text, as a Knowledge Crosswords prompt lists them."""
+    lines = prompt.split("\nOptions:\n")[1].split("\n")
+    return [dict(item.split(". ", 1) for item in line.partition(": ")[2].split("; ")) for line in lines]
+
+
+class OptionBackend(ScriptedBackend):
+    """Answers a Knowledge Crosswords prompt by `pick(options shown)` -> one letter per blank."""
+
+    def __init__(self, pick):
+        super().__init__(judge=self.conclude)
+        self.pick, self.prompts = pick, []
+
+    def sample(self, conversations, n, temperature, top_p, max_new_tokens, seed):
+        assert n == 1  # every sample has its own prompt
+        self.sampled.append((len(conversations), n))
+        self.prompts += [c[0]["content"] for c in conversations]
+        return [[gen(f"I pick {' and '.join(self.pick(kc_options(c[0]['content'])))}.")] for c in conversations]
+
+    def conclude(self, conv):
+        assert conv[-1] == {"role": "assistant", "content": kc.EXTRACTION_PREFILL}
+        letters = self.pick(kc_options(conv[0]["content"]))  # the sample's own prompt comes first
+        return " blank 1: {}, blank 2: {}, blank 3: {}.".format(*letters)
+
+
+def test_per_sample_option_order_and_proxy_follow_the_picked_text():
+    questions = kc.generate_questions(2, seed=5, difficulty="hard")
+    backend = OptionBackend(lambda shown: ["A", "A", "A"])  # always the first option shown
+    table = sample_answers(questions, kc, backend, SamplingConfig(n=6, seed=3))
+    assert len(table) == 12 and backend.sampled == [(12, 1)]
+    for q in questions:
+        rows = table[table.question_id == q.id]
+        prompts = backend.prompts[:6] if q is questions[0] else backend.prompts[6:]
+        assert len(set(prompts)) > 1  # the samples saw different option orders
+        assert (rows.question == q.text).all()
+        gold = [o[i] for o, i in zip(q.meta["options"], q.meta["answer"])]
+        for row, prompt in zip(rows.itertuples(), prompts):
+            first = [shown["A"] for shown in kc_options(prompt)]
+            view = json.loads(row.view)
+            assert [q.meta["options"][b][view["order"][b][0]] for b in range(3)] == first
+            # Extracted answer: the texts shown first, lettered as in the question's own text.
+            assert row.extracted == ", ".join(f"blank {b + 1}: {'ABCD'[q.meta['options'][b].index(t)]} ({t})"
+                                              for b, t in enumerate(first))
+            assert row.proxy == sum(f == g for f, g in zip(first, gold)) / 3
+            assert row.extraction_method == "conclusion" and row.extraction_output.endswith(", blank 3: A.")
+        assert rows.extracted.nunique() > 1  # same letters, different options
+
+
+def test_per_sample_letters_of_the_gold_extract_to_the_gold():
+    questions = kc.generate_questions(2, seed=6)
+    gold = {tuple(sorted(o)): o[i] for q in questions for o, i in zip(q.meta["options"], q.meta["answer"])}
+
+    def pick_gold(shown):
+        return [next(letter for letter, t in s.items() if t == gold[tuple(sorted(s.values()))]) for s in shown]
+
+    table = sample_answers(questions, kc, OptionBackend(pick_gold), SamplingConfig(n=5))
+    assert table.extraction_output.nunique() > 2  # the gold's letters differ from sample to sample
+    assert table.correct.all() and (table.proxy == 1.0).all()
+    assert (table.extracted == table.gold).all()
 
 
 def judged_samples() -> pd.DataFrame:
@@ -63,7 +132,7 @@ def judged_samples() -> pd.DataFrame:
     rows = []
     for idx, (proxy, extra) in enumerate([(0.2, "\nPreferred output: 2\nScore: 5"), (0.4, ""), (0.6, ""), (0.8, "")]):
         rows.append({"dataset": "toy", "question_id": "q", "question": "How heavy?", "gold": "1",
-                     "sample_idx": idx, "answer": f"I think q={int(proxy * 10)}.{extra}", "n_tokens": 3,
+                     "sample_idx": idx, "view": "{}", "answer": f"I think q={int(proxy * 10)}.{extra}", "n_tokens": 3,
                      "finish_reason": "stop", "mean_logprob": -1.0,
                      "extraction_output": f"The total weight is {idx + 2}.", "extracted": str(idx + 2),
                      "extraction_method": "conclusion", "proxy": proxy, "correct": False})
@@ -121,3 +190,17 @@ def test_score_judgments_k2_positions():
     assert (judgments.verdict_source == "reasoning").all()
     pairs = method_pairs("score_k2", judged_samples(), judgments)
     assert accwow(pairs).value == 1.0 and pairs.gap.tolist() == [1, 2, 3, 1, 2, 1]
+
+
+def test_judges_see_answers_with_their_own_option_order_in_canonical_form():
+    samples = judged_samples()
+    # Answers 2 and 3 were asked with their own option orders: their letters are not the question's.
+    samples.loc[[2, 3], "view"] = '{"order": [[1, 0]]}'
+    samples.loc[[2, 3], "extracted"] = ["blank 1: A (Hamlet)", "blank 1: B (Emma)"]
+    backend = ScriptedBackend(judge=lambda conv: "Preferred output: 1")
+    pairwise_judgments(samples, backend, JudgeConfig())
+    prompts = [c[0]["content"] for c in backend.calls[0]]
+    shown_3 = next(p for p in prompts if "q=8" in p)
+    assert f"I think q=8.\n\n{OWN_ORDER_NOTE}blank 1: B (Emma)" in shown_3
+    assert "The total weight is 5." not in shown_3  # its raw conclusion, in its own letters, is not shown
+    assert "I think q=4.\n\nThe total weight is 3." in next(p for p in prompts if "q=4" in p)
