@@ -24,8 +24,10 @@ def _overrides(pairs: list[str]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wow", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run the elicitation grid of a config and print the report's path")
+    run = sub.add_parser("run", help="run a config's grid (elicitation, then alignment if configured) and print the reports")
     check = sub.add_parser("validate", help="validate a config and print it with its defaults")
+    run.add_argument("--flow", choices=["grid", "elicit", "align"], default="grid",
+                     help="grid: elicitation + alignment as one DAG (default); elicit or align alone")
     for p in (run, check):
         p.add_argument("config", help="experiment config (YAML)")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -42,13 +44,26 @@ def main(argv: list[str] | None = None) -> int:
         print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
         return 0
 
-    from flows.elicit import elicit
     from wow_core.store import Store
     started = time.perf_counter()
-    uris = elicit(config)
-    print(Store(config.store).read_text(uris["md"]))
-    print(f"\nreport: {uris['md']}\nplot:   {uris['png']}\ntable:  {uris['parquet']}\n"
-          f"({time.perf_counter() - started:.1f} s)")
+    if args.flow == "elicit":
+        from flows.elicit import elicit
+        reports = {"elicitation": elicit(config)}
+    elif args.flow == "align":
+        from flows.align import align
+        reports = {"alignment": align(config)}
+    else:
+        from flows.grid import grid
+        reports = grid(config)
+    store = Store(config.store)
+    for kind, uris in reports.items():
+        if uris:
+            print(store.read_text(uris["md"]) + "\n")
+    for kind, uris in reports.items():
+        if uris:
+            pngs = uris["png"] if isinstance(uris["png"], list) else [uris["png"]]
+            print(f"{kind} report: {uris['md']}\n  table: {uris['parquet']}\n" + "".join(f"  plot:  {p}\n" for p in pngs))
+    print(f"({time.perf_counter() - started:.1f} s)")
     return 0
 
 

@@ -3,9 +3,11 @@
 Fans out per dataset x generator for sampling (in question shards, so a crash loses at most one
 shard) and per dataset x generator x evaluator x method for judging, then joins into one report.
 """
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from prefect import flow, get_run_logger
+from prefect.futures import PrefectFuture
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.filesystems import LocalFileSystem
 
@@ -17,7 +19,7 @@ from wow_core.report import SELF
 from wow_core.store import Store
 
 
-def _with_key_storage(tasks: list, store: str) -> list:
+def with_key_storage(tasks: list, store: str) -> list:
     """Keep Prefect's cache records inside a local store, so deleting the store forgets them too."""
     if "://" in store:
         return tasks
@@ -25,21 +27,31 @@ def _with_key_storage(tasks: list, store: str) -> list:
     return [t.with_options(cache_policy=t.cache_policy.configure(key_storage=key_storage)) for t in tasks]
 
 
-@flow(name="elicit", log_prints=True)
-def elicit(config: ExperimentConfig) -> dict:
-    """Run the wrong-over-wrong elicitation grid of `config` and write the AccWoW report."""
+@dataclass
+class Elicitation:
+    """What the elicitation graph submitted: the stages alignment builds on, and the report."""
+    questions: dict[str, dict] = field(default_factory=dict)   # dataset tag -> {uri, n}
+    samples: dict[tuple[str, str], PrefectFuture] = field(default_factory=dict)  # (tag, generator)
+    # (tag, generator, evaluator, "pairwise" | "score_k<k>") -> judgments URI
+    judgments: dict[tuple[str, str, str, str], PrefectFuture] = field(default_factory=dict)
+    report: PrefectFuture | None = None
+
+
+def submit_elicitation(config: ExperimentConfig) -> Elicitation:
+    """Submit the elicitation grid of `config`; its futures resolve as the tasks finish."""
     store = config.store
-    q_task, shard_task, join_task, pair_task, score_task, pairs_task, report_task = _with_key_storage(
+    q_task, shard_task, join_task, pair_task, score_task, pairs_task, report_task = with_key_storage(
         [make_questions, sample_shard, join_samples, judge_pairwise, judge_score, method_pairs, build_report], store)
+    out = Elicitation()
     entries, samples, judges = [], [], []
     for ds in config.datasets:
-        questions = q_task(ds, store)
+        questions = out.questions[ds.tag] = q_task(ds, store)
         for gen in config.generators:
             model = config.model(gen)
             step = config.sampling.shard_size
             shards = [shard_task.submit(questions["uri"], start, min(start + step, questions["n"]), ds.name, model,
                                         config.sampling, store) for start in range(0, questions["n"], step)]
-            samples_uri = join_task.submit(shards, ds.name, gen, store)
+            samples_uri = out.samples[(ds.tag, gen)] = join_task.submit(shards, ds.name, gen, store)
             samples.append({"dataset": ds.tag, "generator": gen, "uri": samples_uri})
             label = f"{ds.tag}.{gen}"
             for method in (m for m in config.judge.methods if m in SELF_SIGNALS):
@@ -57,6 +69,7 @@ def elicit(config: ExperimentConfig) -> dict:
                         uri = score_task.submit(samples_uri, ds.name, judge_model, k, j.max_new_tokens, j.seed, store)
                         asked.append((f"score_k{k}", uri, [f"score_k{k}"]))
                 for judge_method, uri, methods in asked:
+                    out.judgments[(ds.tag, gen, ev, judge_method)] = uri
                     judges.append({"dataset": ds.tag, "generator": gen, "evaluator": ev, "method": judge_method,
                                    "uri": uri})
                     for method in methods:
@@ -64,14 +77,21 @@ def elicit(config: ExperimentConfig) -> dict:
                                         "pairs_uri": pairs_task.submit(method, samples_uri, uri, ds.name,
                                                                        f"{label}.{ev}", store)})
     # Prefect resolves the futures nested in these lists and waits for them.
-    uris = report_task.submit(config.name, entries, samples, judges, config.report.margins, config.report.confidence,
-                              store).result()  # raises if an upstream task failed
-    _publish(Store(store), uris)
+    out.report = report_task.submit(config.name, entries, samples, judges, config.report.margins,
+                                    config.report.confidence, store)
+    return out
+
+
+@flow(name="elicit", log_prints=True)
+def elicit(config: ExperimentConfig) -> dict:
+    """Run the wrong-over-wrong elicitation grid of `config` and write the AccWoW report."""
+    uris = submit_elicitation(config).report.result()  # raises if an upstream task failed
+    publish_elicitation(Store(config.store), uris)
     get_run_logger().info("report: %s", uris["md"])
     return uris
 
 
-def _publish(store: Store, uris: dict) -> None:
+def publish_elicitation(store: Store, uris: dict) -> None:
     """The report as Prefect artifacts: markdown and the AccWoW table."""
     table = store.read_table(uris["parquet"])
     create_markdown_artifact(key="accwow-report", markdown=store.read_text(uris["md"]),

@@ -15,7 +15,7 @@ import fsspec
 from prefect.cache_policies import CachePolicy
 from pydantic import BaseModel
 
-from wow_core import elicit, judge, report, sample
+from wow_core import elicit, evaluate, judge, pairs, report, sample, train
 from wow_core.config import DatasetConfig, ModelConfig
 from wow_core.datasets import get_dataset
 from wow_core.store import content_key
@@ -28,6 +28,10 @@ STAGE_VERSIONS = {
     "judge": f"{judge.VERSION}.{elicit.VERSION}",
     "pairs": elicit.VERSION,
     "report": report.VERSION,
+    "heldout": pairs.VERSION,
+    "preference_set": f"{pairs.VERSION}.{elicit.VERSION}",
+    "train": train.VERSION,
+    "alignment_report": f"{report.VERSION}.{evaluate.VERSION}",
 }
 LABELS = {ModelConfig: {"name"}, DatasetConfig: {"label"}}
 

@@ -1,13 +1,20 @@
 """Prefect tasks: one thin wrapper per stage. Each reads its inputs by URI, calls one wow_core
 function, writes its artifact explicitly (Prefect's own result commit does not retry storage errors)
 and returns the artifact's URI. Model work carries the `gpu` tag."""
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
 import pandas as pd
 from prefect import get_run_logger, task
 
 from tasks.cache import ArtifactKey, stage_key
-from wow_core import elicit, judge, report, sample
+from wow_core import elicit, evaluate, judge, pairs, report, sample, train
 from wow_core.backends import get_backend
-from wow_core.config import DatasetConfig, JudgeConfig, ModelConfig, SamplingConfig
+from wow_core.backends.transformers_backend import resolve_model_path
+from wow_core.config import (DatasetConfig, JudgeConfig, ModelConfig, PreferenceSetConfig, SamplingConfig,
+                             TrainConfig)
 from wow_core.datasets import get_dataset
 from wow_core.store import Store
 
@@ -28,12 +35,7 @@ def make_questions(dataset_config: DatasetConfig, store: str) -> dict:
     s = Store(store)
     uri = s.uri("questions", dataset_config.name, key, "parquet")
     if not _done(s, uri):
-        ds = get_dataset(dataset_config.name)
-        if dataset_config.source == "file":
-            questions = ds.load_questions(dataset_config.path)[:dataset_config.n_questions]
-        else:
-            questions = ds.generate_questions(dataset_config.n_questions, dataset_config.seed, dataset_config.difficulty)
-        s.write_table(uri, sample.questions_to_table(questions))
+        s.write_table(uri, sample.questions_to_table(dataset_config.load()))
     return {"uri": uri, "n": len(s.read_table(uri))}
 
 
@@ -120,3 +122,108 @@ def build_report(name: str, entries: list[dict], samples: list[dict], judges: li
         png_name = uris["png"].rsplit("/", 1)[-1]
         s.write_text(uris["md"], report.render_markdown(name, table, sample_stats, judge_stats, png_name, confidence))
     return uris
+
+
+@task(cache_policy=ArtifactKey(stage="heldout"), **IO_RETRIES)
+def split_heldout(questions_uri: str, heldout_fraction: float, split_seed: int, dataset: str, store: str) -> dict:
+    """Hold out a fixed share of a dataset's questions for evaluation: {train_ids, heldout_uri, n_heldout}."""
+    key = stage_key("heldout", locals())
+    s = Store(store)
+    questions = s.read_table(questions_uri)
+    train_ids, heldout_ids = pairs.split_questions(list(questions["question_id"]), heldout_fraction, split_seed)
+    if not heldout_ids:
+        raise ValueError(f"dataset '{dataset}': {len(questions)} question(s) leave none held out for evaluation; "
+                         "alignment needs at least 2 questions per dataset")
+    uri = s.uri("questions/heldout", dataset, key, "parquet")
+    if not _done(s, uri):
+        s.write_table(uri, questions[questions["question_id"].isin(heldout_ids)].reset_index(drop=True))
+    return {"train_ids": train_ids, "heldout_uri": uri, "n_heldout": len(heldout_ids)}
+
+
+@task(cache_policy=ArtifactKey(stage="preference_set"), **IO_RETRIES)
+def build_preference_set(spec: PreferenceSetConfig, evaluator: str | None, sources: list[dict], train_ids: list[str],
+                         max_pairs: int, seed: int, label: str, store: str) -> dict:
+    """One preference set from the training questions' samples (and judgments) of its generators.
+
+    `sources`: one per generator: {generator, samples_uri, judgments_uri (or None)}. Returns {uri, n_pairs}."""
+    key = stage_key("preference_set", locals())
+    s = Store(store)
+    uri = s.uri("preference_sets", label, key, "parquet")
+    if not _done(s, uri):
+        wow_parts, row_parts = [], []
+        for src in sources:
+            samples = s.read_table(src["samples_uri"])
+            samples = samples[samples["question_id"].isin(train_ids)]
+            judgments = None
+            if src["judgments_uri"]:
+                judgments = s.read_table(src["judgments_uri"])
+                judgments = judgments[judgments["question_id"].isin(train_ids)]
+            verdicts = pairs.verdict_pairs(spec.method, samples, judgments, spec.top_p)
+            wow_parts.append(pairs.with_texts(verdicts, samples, src["generator"], evaluator, spec.method))
+            if spec.mix_right_over_wrong:
+                row = pairs.verdict_pairs("right_over_wrong", samples, None, 1.0)
+                row_parts.append(pairs.with_texts(row, samples, src["generator"], None, "right_over_wrong"))
+        table = pairs.preference_set(wow_parts, row_parts if spec.mix_right_over_wrong else None, max_pairs, seed)
+        s.write_table(uri, table)
+    return {"uri": uri, "n_pairs": len(s.read_table(uri))}
+
+
+@task(cache_policy=ArtifactKey(stage="train"), tags=["gpu"], **IO_RETRIES)
+def train_grid_point(preference: dict, model: ModelConfig, train_config: TrainConfig, label: str,
+                     store: str) -> dict:
+    """A LoRA adapter trained on one preference set ({uri, n_pairs}) with one grid point's settings.
+
+    Returns {uri (the PEFT folder in the store, or None when the set has fewer than 2 pairs), summary}."""
+    key = stage_key("train", locals())
+    s = Store(store)
+    uri = s.uri("adapters", label, key, "lora")
+    log_uri = f"{uri}/training_log.json"
+    if not _done(s, log_uri):
+        table = s.read_table(preference["uri"])
+        if len(table) < 2:
+            get_run_logger().warning("%s: %d pairs, nothing to train", label, len(table))
+            return {"uri": None, "summary": {"n_train_pairs": len(table)}}
+        with tempfile.TemporaryDirectory(prefix="wow-train-") as work:
+            train.train_adapter(resolve_model_path(model.path), table, train_config, work, model.device, model.dtype)
+            shutil.rmtree(Path(work) / "checkpoints", ignore_errors=True)
+            for name in ("training_log.json", "train_config.json"):
+                shutil.copy(Path(work) / name, Path(work) / "adapter" / name)
+            s.write_folder(uri, str(Path(work) / "adapter"), last="training_log.json")
+    return {"uri": uri, "summary": json.loads(s.read_text(log_uri))["summary"]}
+
+
+@task(cache_policy=ArtifactKey(stage="alignment_report"), **IO_RETRIES)
+def build_alignment_report(name: str, base: list[dict], runs: list[dict], untrained: list[dict], seed: int,
+                           n_resamples: int, store: str) -> dict:
+    """Base-vs-aligned table (Parquet), markdown and reliability diagrams; returns their URIs.
+
+    `base`: model, dataset, uri (held-out answers). `runs`: model, preference_set, trained_on,
+    grid_point, train (its settings), n_pairs, summary, samples ({dataset: uri}). `untrained`: sets
+    with too few pairs (model, preference_set, trained_on, n_pairs)."""
+    key = stage_key("alignment_report", locals())
+    s = Store(store)
+    uris = {"parquet": s.uri("reports", f"{name}.alignment", key, "parquet"),
+            "md": s.uri("reports", f"{name}.alignment", key, "md")}
+    if _done(s, uris["md"]):
+        return {**uris, "png": sorted(s.fs.glob(uris["md"][:-3] + "*.png"))}
+    tables, pngs = [], []
+    for model in sorted({b["model"] for b in base}):
+        base_samples = {b["dataset"]: s.read_table(b["uri"]) for b in base if b["model"] == model}
+        model_runs = [{**r, "samples": {ds: s.read_table(u) for ds, u in r["samples"].items()}}
+                      for r in runs if r["model"] == model]
+        table = evaluate.alignment_table(base_samples, model_runs, seed, n_resamples)
+        table.insert(0, "model", model)
+        tables.append(table)
+        for ds, samples in base_samples.items():
+            selected = {t: next(r["samples"][ds] for r in model_runs if r["preference_set"] == t
+                                and r["trained_on"] == tr and r["grid_point"] == g)
+                        for t, tr, g in table[table["dataset"] == ds][["preference_set", "trained_on", "grid_point"]]
+                        .drop_duplicates().itertuples(index=False)}
+            png = uris["md"][:-3] + f".{model}.{ds}.reliability.png"
+            s.write_bytes(png, report.plot_reliability({"base": samples, **selected}, f"{model} on {ds}"))
+            pngs.append(png)
+    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["model", *evaluate.TABLE_COLUMNS])
+    s.write_table(uris["parquet"], table)
+    s.write_text(uris["md"], report.render_alignment_markdown(name, table, runs, untrained,
+                                                              [p.rsplit("/", 1)[-1] for p in pngs]))
+    return {**uris, "png": pngs}

@@ -3,8 +3,9 @@
 Defaults are the paper's (Yao et al., arXiv 2410.11055, §2) unless a field says otherwise. The same
 model is the YAML file, the flow parameter and the Prefect UI form.
 """
+import inspect
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -31,6 +32,9 @@ class ModelConfig(_Strict):
     device: str = Field("cpu", description="torch device: 'cpu', 'cuda', 'cuda:1', ...")
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     batch_size: int = Field(40, ge=1, description="Sequences per generate call (prompts x samples).")
+    adapter: str | None = Field(None, description=(
+        "A PEFT LoRA adapter folder (local path or store URI) applied on top of `path`; set by the "
+        "alignment flow to evaluate aligned models."))
 
 
 class DatasetConfig(_Strict):
@@ -40,8 +44,11 @@ class DatasetConfig(_Strict):
     source: Literal["generate", "file"] = "generate"
     path: str | None = Field(None, description="Benchmark file to load when source = 'file'.")
     n_questions: int | None = Field(20, ge=1, description="Questions to generate, or the first N of the file (null = all).")
-    difficulty: str = Field("easy", description="Generator split, e.g. 'easy' or 'hard'.")
+    difficulty: str | None = Field(None, description="Generator split, e.g. 'easy' or 'hard' (default: the dataset's first).")
     seed: int = 0
+    options: dict[str, Any] = Field(default_factory=dict, description=(
+        "Dataset-specific settings passed to its generator or loader, e.g. chess_puzzles: {depth: 12}; "
+        "multiple choice: {scorer: 'embedding' or 'package.module:function'}."))
 
     @field_validator("name")
     @classmethod
@@ -54,6 +61,16 @@ class DatasetConfig(_Strict):
     def tag(self) -> str:
         return self.label or self.name
 
+    def load(self) -> list:
+        """The configured questions: generated, or the first `n_questions` of the file."""
+        from wow_core.datasets import get_dataset
+        ds = get_dataset(self.name)
+        if self.source == "file":
+            limit = {"limit": self.n_questions} if "limit" in inspect.signature(ds.load_questions).parameters else {}
+            return ds.load_questions(self.path, **limit, **self.options)[:self.n_questions]
+        difficulty = self.difficulty or next(iter(ds.DIFFICULTIES))
+        return ds.generate_questions(self.n_questions, self.seed, difficulty, **self.options)
+
     @model_validator(mode="after")
     def _source_settings(self) -> "DatasetConfig":
         from wow_core.datasets import get_dataset
@@ -62,7 +79,12 @@ class DatasetConfig(_Strict):
                 raise ValueError("`path` is required when source = 'file'")
             if "://" not in self.path and not Path(self.path).is_file():
                 raise ValueError(f"`path`: no such file {self.path!r}")
-        elif self.difficulty not in get_dataset(self.name).DIFFICULTIES:
+        function = get_dataset(self.name).load_questions if self.source == "file" else get_dataset(self.name).generate_questions
+        accepted = set(inspect.signature(function).parameters) - {"n", "seed", "difficulty", "path", "limit"}
+        unknown = sorted(set(self.options) - accepted)
+        if unknown:
+            raise ValueError(f"`options` {unknown} not accepted by {self.name}; it takes {sorted(accepted) or 'none'}")
+        if self.source == "generate" and self.difficulty is not None and self.difficulty not in get_dataset(self.name).DIFFICULTIES:
             raise ValueError(f"`difficulty` must be one of {sorted(get_dataset(self.name).DIFFICULTIES)}, "
                              f"got {self.difficulty!r}")
         return self
@@ -110,6 +132,120 @@ class ReportConfig(_Strict):
         return sorted(set(margins), reverse=True)
 
 
+Loss = Literal["dpo", "ipo", "rso", "sppo_hard", "cpo", "simpo", "orpo"]
+LORA_ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+class TrainConfig(_Strict):
+    """One training run of a LoRA adapter (paper defaults, §3 and Appendix)."""
+    loss: Loss = Field("dpo", description=(
+        "dpo (sigmoid), ipo, rso (hinge), sppo_hard: TRL's DPO trainer; cpo, simpo: its CPO trainer; orpo."))
+    learning_rate: float = Field(5e-5, gt=0)
+    lr_scheduler: str = "cosine"
+    epochs: float = Field(3, gt=0)
+    beta: float = Field(0.1, gt=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    weight_decay: float = Field(1e-5, ge=0)
+    batch_size: int = Field(4, ge=1, description="Pairs per device step.")
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    max_length: int = Field(1024, ge=16, description="Prompt + answer tokens; longer pairs are truncated.")
+    lora_r: int = Field(16, ge=1)
+    lora_alpha: int = Field(16, ge=1)
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] = Field(default_factory=lambda: list(LORA_ALL_PROJECTIONS),
+                                      description="Modules that get LoRA weights (paper: all attention and MLP projections).")
+    eval_fraction: float = Field(0.1, ge=0, lt=1, description="Pairs held out for the eval loss.")
+    precompute_ref_log_probs: bool = Field(True, description="Reference log-probs once before training, not every epoch (DPO losses).")
+    activation_checkpointing: bool = Field(False, description="Recompute activations in backward: less memory, ~10 % slower.")
+    simpo_gamma: float = Field(0.5, description="SimPO's target reward margin.")
+    seed: int = 0
+
+
+PREFERENCE_METHODS = ("oracle", "right_over_wrong", "length", "consistency", "logits", "pairwise",
+                      "pairwise_filtered")  # and score_k<k>
+JUDGE_PREFERENCE_METHODS = ("pairwise", "pairwise_filtered")
+
+
+class PreferenceSetConfig(_Strict):
+    """Which pairs one preference set holds (paper §3.1)."""
+    method: str = Field(description=(
+        "oracle (WoW pairs ordered by the proxy), right_over_wrong (correct over wrong), a self signal "
+        "(length, consistency, logits), pairwise, pairwise_filtered, or score_k<k>."))
+    top_p: float = Field(1.0, gt=0, le=1, description="Keep the pairs with the largest score gap (paper: 1, 0.5, 0.1).")
+    evaluator: str | None = Field(None, description="Judge of pairwise / score sets (default: the aligned model itself).")
+    source: Literal["self", "all"] = Field("self", description="The aligned model's own samples, or all generators'.")
+    mix_right_over_wrong: bool = Field(False, description="Half of the set right-over-wrong pairs (paper: 2000 + 2000).")
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, method: str) -> str:
+        if method in PREFERENCE_METHODS or (method.startswith("score_k") and method[7:].isdigit()):
+            return method
+        raise ValueError(f"unknown preference method {method!r}; one of {', '.join(PREFERENCE_METHODS)}, score_k<k>")
+
+    @model_validator(mode="after")
+    def _top_p_needs_a_gap(self) -> "PreferenceSetConfig":
+        if self.top_p < 1 and self.method in (*JUDGE_PREFERENCE_METHODS, "right_over_wrong"):
+            raise ValueError(f"`top_p`: {self.method} verdicts have no score gap to filter on; use 1.0")
+        if self.method == "right_over_wrong" and self.mix_right_over_wrong:
+            raise ValueError("`mix_right_over_wrong`: the set is right-over-wrong already")
+        return self
+
+    @property
+    def judged(self) -> bool:
+        return self.method in JUDGE_PREFERENCE_METHODS or self.method.startswith("score_k")
+
+    def tag(self, evaluator: str | None) -> str:
+        """Name in tables: method, margin, mix, source and judge, e.g. 'score_k1-top0.5+row.self.smollm2'."""
+        name = self.method + (f"-top{self.top_p:g}" if self.top_p < 1 else "")
+        name += ("+row" if self.mix_right_over_wrong else "") + f".{self.source}"
+        return name + (f".{evaluator}" if self.judged else "")
+
+
+class AlignmentConfig(_Strict):
+    """Preference sets -> LoRA training grid -> evaluation on held-out questions (paper §3)."""
+    models: list[str] | None = Field(None, description="Generators to align (default: the first generator).")
+    datasets: list[str] | None = Field(None, description="Dataset tags to build preference sets on (default: all).")
+    heldout_fraction: float = Field(0.3, gt=0, lt=1, description="Questions kept out of every preference set, for evaluation.")
+    split_seed: int = 0
+    preference_sets: list[PreferenceSetConfig] = Field(min_length=1)
+    max_pairs: int = Field(4000, ge=2, description="Cap per preference set (paper: 4000; mixes 2000 + 2000).")
+    pair_seed: int = 0
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    grid: dict[str, list] = Field(default_factory=dict, description=(
+        "Hyper-parameter grid over `train` fields, e.g. {learning_rate: [5e-5, 1e-4], beta: [0.1, 0.5]}."))
+    eval: SamplingConfig = Field(default_factory=SamplingConfig, description="How held-out answers are sampled (base and aligned alike).")
+    transfer: bool = Field(True, description="Also evaluate every adapter on the other datasets' held-out questions.")
+    bootstrap: int = Field(1000, ge=100, description="Bootstrap resamples (over questions) for the delta intervals.")
+
+    @field_validator("grid")
+    @classmethod
+    def _grid_fields(cls, grid: dict[str, list]) -> dict[str, list]:
+        unknown = [k for k in grid if k not in TrainConfig.model_fields]
+        if unknown:
+            raise ValueError(f"grid keys {unknown} are not `train` fields")
+        empty = [k for k, v in grid.items() if not isinstance(v, list) or not v]
+        if empty:
+            raise ValueError(f"grid values must be non-empty lists, got {empty}")
+        return grid
+
+    @model_validator(mode="after")
+    def _grid_values(self) -> "AlignmentConfig":
+        try:
+            self.grid_points()
+        except ValidationError as err:
+            e = err.errors()[0]
+            raise ValueError(f"grid value for `{'.'.join(map(str, e['loc']))}`: {e['msg']} (got {e['input']!r})") from None
+        return self
+
+    def grid_points(self) -> list[TrainConfig]:
+        """Every combination of the grid's values over `train`, in a fixed order."""
+        points = [self.train]
+        for field, values in self.grid.items():
+            points = [p.model_copy(update={field: v}) for p in points for v in values]
+        return [TrainConfig.model_validate(p.model_dump()) for p in points]  # validates grid values
+
+
 class ExperimentConfig(_Strict):
     """One experiment: models, datasets, and every stage's settings."""
     name: str = "wow"
@@ -121,6 +257,7 @@ class ExperimentConfig(_Strict):
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
+    alignment: AlignmentConfig | None = Field(None, description="Wrong-over-wrong alignment; null = elicitation only.")
 
     @model_validator(mode="after")
     def _models_named(self) -> "ExperimentConfig":
@@ -134,7 +271,31 @@ class ExperimentConfig(_Strict):
             unknown = [n for n in getattr(self, field) if n not in names]
             if unknown:
                 raise ValueError(f"`{field}` names {unknown} not in `models` ({names})")
+        if self.alignment is not None:
+            self._check_alignment(self.alignment, tags)
         return self
+
+    def _check_alignment(self, a: AlignmentConfig, tags: list[str]) -> None:
+        unknown = [m for m in a.models or [] if m not in self.generators]
+        if unknown:
+            raise ValueError(f"`alignment.models` names {unknown} that are not `generators` ({self.generators})")
+        unknown = [d for d in a.datasets or [] if d not in tags]
+        if unknown:
+            raise ValueError(f"`alignment.datasets` names {unknown} that are not dataset tags ({tags})")
+        for i, ps in enumerate(a.preference_sets):
+            if ps.evaluator is not None and ps.evaluator not in self.evaluators:
+                raise ValueError(f"`alignment.preference_sets.{i}.evaluator`: {ps.evaluator!r} is not in `evaluators`")
+            if ps.judged and ps.evaluator is None and not set(a.models or self.generators[:1]) <= set(self.evaluators):
+                raise ValueError(f"`alignment.preference_sets.{i}`: {ps.method} is judged by the aligned model itself "
+                                 "by default, which must then be in `evaluators` (or name an `evaluator`)")
+            needs = ("pairwise" if ps.method in JUDGE_PREFERENCE_METHODS else "score") if ps.judged else None
+            if needs and needs not in self.judge.methods:
+                raise ValueError(f"`alignment.preference_sets.{i}`: {ps.method} needs `judge.methods` to include {needs}")
+            if ps.method.startswith("score_k") and int(ps.method[7:]) not in self.judge.score_k:
+                raise ValueError(f"`alignment.preference_sets.{i}`: {ps.method} needs k={ps.method[7:]} in `judge.score_k`")
+
+    def aligned_models(self) -> list[str]:
+        return self.alignment.models or self.generators[:1] if self.alignment else []
 
     def model(self, name: str) -> ModelConfig:
         return next(m for m in self.models if m.name == name)

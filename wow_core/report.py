@@ -121,3 +121,76 @@ def plot_accwow(table: pd.DataFrame) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     return buf.getvalue()
+
+
+ALIGNMENT_METRIC_NAMES = {"proxy_score": "proxy score", "wrong_only_proxy": "wrong-only proxy (less wrong)",
+                          "accuracy": "accuracy (more correct)", "ece": "ECE (lower is better)"}
+
+
+def render_alignment_markdown(name: str, table: pd.DataFrame, runs: list[dict], untrained: list[dict],
+                              png_names: list[str]) -> str:
+    """The alignment section: base vs aligned per preference set, training runs, reliability diagrams.
+
+    `table`: `evaluate.alignment_table` rows with a `model` column; `runs`: model, preference_set,
+    trained_on, grid_point, train, n_pairs, summary; `untrained`: sets with too few pairs."""
+    from wow_core.evaluate import METRICS
+    out = [f"# Alignment report: {name}", "",
+           "Base model vs its LoRA adapter trained on each preference set, on held-out questions that no "
+           "preference set contains. Cells: base → aligned, Δ with its paired bootstrap 95 % interval (questions "
+           "resampled). With several grid points per set, the best (by proxy score) is selected on one half of "
+           "the held-out questions and reported on the other half. *transfer* = evaluated on a dataset the "
+           "adapter was not trained on.", ""]
+    header = " | ".join(ALIGNMENT_METRIC_NAMES[m] for m in METRICS)
+    out += [f"| model | dataset | preference set | trained on | pairs | questions | {header} |",
+            "|---|---|---|---|---|---|" + "---|" * len(METRICS)]
+    keys = ["model", "dataset", "preference_set", "trained_on"]
+    for (model, ds, pset, trained_on), part in table.groupby(keys, sort=False):
+        by_metric = part.set_index("metric")
+        first = part.iloc[0]
+        cells = []
+        for m in METRICS:
+            r = by_metric.loc[m]
+            cells.append(f"{_fmt(r.base)} → {_fmt(r.aligned)}<br>Δ {_signed(r.delta)} [{_signed(r.low)}, {_signed(r.high)}]")
+        where = f"{trained_on} (transfer)" if first["transfer"] else trained_on
+        out.append(f"| {model} | {ds} | {pset} | {where} | {first['n_pairs']} | {first['n_questions']} | "
+                   + " | ".join(cells) + " |")
+    for u in untrained:
+        out.append(f"| {u['model']} | {u['trained_on']} | {u['preference_set']} | {u['trained_on']} | {u['n_pairs']} "
+                   f"| — | not trained: fewer than 2 pairs |" + " |" * (len(METRICS) - 1))
+    out += ["", "## Training runs", "",
+            "| model | preference set | trained on | grid point | settings | train pairs | eval pairs | steps "
+            "| train loss | eval loss | pairs/s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        s = r["summary"]
+        settings = ", ".join(f"{k}={v}" for k, v in r["train"].items()) or "defaults"
+        out.append(f"| {r['model']} | {r['preference_set']} | {r['trained_on']} | {r['grid_point']} | {settings} "
+                   f"| {s['n_train_pairs']} | {s['n_eval_pairs']} | {s['steps']} | {_fmt(s['train_loss'], 4)} "
+                   f"| {_fmt(s['eval_loss'], 4)} | {_fmt(s['samples_per_second'], 2)} |")
+    out += ["", "## Reliability diagrams", ""] + [f"![reliability]({p})" for p in png_names] + [""]
+    return "\n".join(out)
+
+
+def _signed(x) -> str:
+    return "—" if x is None or pd.isna(x) else f"{x:+.3f}"
+
+
+def plot_reliability(answers: dict[str, pd.DataFrame], title: str) -> bytes:
+    """Reliability diagrams side by side (one per model): accuracy per confidence bin vs the diagonal."""
+    from wow_core.evaluate import alignment_metrics, reliability_bins
+    fig = Figure(figsize=(3.2 * len(answers), 3.4))
+    axes = fig.subplots(1, len(answers), squeeze=False)[0]
+    for ax, (label, samples) in zip(axes, answers.items()):
+        bins = reliability_bins(samples)
+        filled = bins[bins["n"] > 0]
+        ax.bar(filled["low"], filled["accuracy"], width=0.1, align="edge", edgecolor="black", label="accuracy")
+        ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("confidence")
+        ax.set_title(f"{label}\nECE {_fmt(alignment_metrics(samples)['ece'])}", fontsize=8)
+    axes[0].set_ylabel("accuracy")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    return buf.getvalue()

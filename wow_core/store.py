@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import uuid
+from pathlib import Path
 
 import fsspec
 import pandas as pd
@@ -64,6 +65,15 @@ class Store:
         buf = io.BytesIO()
         table.to_parquet(buf, index=False)
         return self._atomic_write(uri, buf.getvalue())
+
+    def write_folder(self, uri: str, local: str, last: str) -> str:
+        """Copy a local folder's files under `uri`, each atomically, the file named `last` written
+        last: a folder counts as present once `last` is there (object stores have no atomic folders)."""
+        root = Path(local)
+        files = sorted(p for p in root.rglob("*") if p.is_file())
+        for path in sorted(files, key=lambda p: p.relative_to(root).as_posix() == last):
+            self._atomic_write(f"{uri}/{path.relative_to(root).as_posix()}", path.read_bytes())
+        return uri
 
     def read_bytes(self, uri: str) -> bytes:
         with self.fs.open(uri, "rb") as f:

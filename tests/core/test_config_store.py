@@ -14,6 +14,11 @@ sampling:
   n: 3
 """
 
+ALIGN = """\
+alignment:
+  preference_sets: {sets}
+{extra}"""
+
 
 def write(tmp_path, text, name="c.yaml"):
     path = tmp_path / name
@@ -45,6 +50,16 @@ def test_overrides(tmp_path):
      "`difficulty` must be one of ['easy', 'hard'], got 'medium'"),
     (GOOD.replace("n_questions: 2", "n_questions: 2\n    source: file\n    path: nowhere.json"), "datasets.0",
      "`path`: no such file 'nowhere.json'"),
+    (GOOD.replace("n_questions: 2", "n_questions: 2\n    options: {depth: 3}"), "datasets.0",
+     "`options` ['depth'] not accepted by nlgraph_shortest_path"),
+    (GOOD + ALIGN.format(sets="[{method: oracle}]", extra="  grid: {lr: [1.0]}\n"), "alignment.grid",
+     "grid keys ['lr'] are not `train` fields"),
+    (GOOD + ALIGN.format(sets="[{method: score_k3}]", extra=""), "(top level)",
+     "score_k3 needs k=3 in `judge.score_k`"),
+    (GOOD + "evaluators: []\n" + ALIGN.format(sets="[{method: pairwise}]", extra=""), "(top level)",
+     "judged by the aligned model itself"),
+    (GOOD + ALIGN.format(sets="[{method: oracle}]", extra="  datasets: [kc]\n"), "(top level)",
+     "`alignment.datasets` names ['kc']"),
 ])
 def test_bad_config_names_file_and_field(tmp_path, bad, field, words):
     path = write(tmp_path, bad)
@@ -59,6 +74,17 @@ def test_yaml_syntax_error_names_line(tmp_path):
         load_config(path)
     with pytest.raises(ConfigError, match="no such config file"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_alignment_grid_points_cross_the_grid_over_train(tmp_path):
+    cfg = load_config(write(tmp_path, GOOD + ALIGN.format(
+        sets="[{method: oracle}]", extra="  train: {epochs: 1}\n  grid: {beta: [0.1, 0.5], loss: [dpo, ipo]}\n")))
+    points = cfg.alignment.grid_points()
+    assert [(p.beta, p.loss, p.epochs) for p in points] == [(0.1, "dpo", 1), (0.1, "ipo", 1), (0.5, "dpo", 1),
+                                                            (0.5, "ipo", 1)]
+    assert cfg.aligned_models() == ["smollm2-135m"]
+    with pytest.raises(ConfigError, match="alignment.grid"):
+        load_config(write(tmp_path, GOOD + ALIGN.format(sets="[{method: oracle}]", extra="  grid: {beta: [-1]}\n")))
 
 
 def test_shipped_configs_validate():

@@ -3,8 +3,6 @@ report contents, a fully cached rerun, and a config change that redoes only what
 from itertools import combinations
 
 import pytest
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter
 from prefect.testing.utilities import prefect_test_harness
 
 import wow_core.sample as sample_module
@@ -29,16 +27,6 @@ def tiny_config(store: str, **judge) -> ExperimentConfig:
         sampling=SamplingConfig(n=4, max_new_tokens=32, shard_size=2, extraction_max_new_tokens=12),
         judge=JudgeConfig(max_new_tokens=12, score_k=[1, 2], **{"max_pairs_per_question": 2, **judge}),
     )
-
-
-def task_states(state) -> dict[str, list[str]]:
-    """Task name -> state names of one flow run, read back from the Prefect API."""
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [state.state_details.flow_run_id]}))
-    out: dict[str, list[str]] = {}
-    for r in runs:
-        out.setdefault(r.name.rsplit("-", 1)[0], []).append(r.state.name)
-    return out
 
 
 def independent_wow_pair_count(samples) -> int:
@@ -79,7 +67,7 @@ def test_report_has_every_method_and_margin(first_run):
     assert store.read_bytes(uris["png"]).startswith(b"\x89PNG")
 
 
-def test_rerun_is_fully_cached_and_calls_no_model(first_run):
+def test_rerun_is_fully_cached_and_calls_no_model(first_run, task_states):
     config, state = first_run
     backend = get_backend(config.model("smollm2-135m"))
     before = backend.sequences_generated
@@ -90,7 +78,7 @@ def test_rerun_is_fully_cached_and_calls_no_model(first_run):
     assert states and all(s == "Cached" for names in states.values() for s in names), states
 
 
-def test_changed_field_redoes_only_what_depends_on_it(first_run):
+def test_changed_field_redoes_only_what_depends_on_it(first_run, task_states):
     config, _ = first_run
     changed = tiny_config(config.store, max_pairs_per_question=1)
     states = task_states(elicit(changed, return_state=True))
@@ -102,7 +90,7 @@ def test_changed_field_redoes_only_what_depends_on_it(first_run):
     assert states["method_pairs"].count("Completed") == 2
 
 
-def test_crash_in_one_shard_loses_only_that_shard(harness, tmp_path, monkeypatch):
+def test_crash_in_one_shard_loses_only_that_shard(harness, tmp_path, monkeypatch, task_states):
     config = tiny_config(str(tmp_path / "store"))
     real = sample_module.sample_answers
 

@@ -24,6 +24,10 @@ def get_backend(model: ModelConfig) -> Backend:
     key = model.model_dump_json()
     with _load_lock:
         if key not in _loaded:
+            if model.adapter:
+                # Adapted models are evaluated one after another: keep one in memory, not all of them.
+                for other in [k for k, b in _loaded.items() if getattr(b, "config", None) and b.config.adapter]:
+                    del _loaded[other]
             module, cls = BACKENDS[model.backend].split(":")
             _loaded[key] = getattr(importlib.import_module(module), cls)(model)
         return _loaded[key]

@@ -1,0 +1,95 @@
+"""The alignment flow: preference sets -> LoRA training grid -> held-out evaluation -> report.
+
+It builds on the elicitation graph's samples and judgments (submitted again here: every artifact that
+exists is a cache hit, so after `elicit` it costs lookups only). Per aligned model x dataset x
+preference set: one set, one training task per grid point, then the base model and every adapter
+sample the held-out questions with the same seeds, in-task and (with `transfer`) on the other
+datasets.
+"""
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.futures import PrefectFuture
+
+from flows.elicit import Elicitation, submit_elicitation, with_key_storage
+from tasks.stages import (build_alignment_report, build_preference_set, join_samples, sample_shard, split_heldout,
+                          train_grid_point)
+from wow_core.config import ExperimentConfig
+from wow_core.store import Store
+
+
+def submit_alignment(config: ExperimentConfig, elicitation: Elicitation) -> PrefectFuture:
+    """Submit the alignment graph of `config` on top of `elicitation`; returns the report's future."""
+    a, store = config.alignment, config.store
+    split_t, pref_t, train_t, shard_t, join_t, report_t = with_key_storage(
+        [split_heldout, build_preference_set, train_grid_point, sample_shard, join_samples, build_alignment_report],
+        store)
+    by_tag = {d.tag: d for d in config.datasets}
+    trained_on = a.datasets or list(by_tag)
+    evaluated_on = list(by_tag) if a.transfer else trained_on
+    splits = {tag: split_t.submit(elicitation.questions[tag]["uri"], a.heldout_fraction, a.split_seed,
+                                  by_tag[tag].name, store) for tag in evaluated_on}
+    splits = {tag: f.result() for tag, f in splits.items()}
+
+    def heldout_answers(tag: str, model, label: str) -> PrefectFuture:
+        split, step = splits[tag], a.eval.shard_size
+        shards = [shard_t.submit(split["heldout_uri"], start, min(start + step, split["n_heldout"]), by_tag[tag].name,
+                                 model, a.eval, store) for start in range(0, split["n_heldout"], step)]
+        return join_t.submit(shards, by_tag[tag].name, label, store)
+
+    base, trainings = [], []
+    grid = a.grid_points()
+    for name in config.aligned_models():
+        model = config.model(name)
+        base += [{"model": name, "dataset": tag, "uri": heldout_answers(tag, model, name)} for tag in evaluated_on]
+        for tag in trained_on:
+            for spec in a.preference_sets:
+                evaluator = (spec.evaluator or name) if spec.judged else None
+                judge_method = ("pairwise" if spec.method.startswith("pairwise") else spec.method) if spec.judged else None
+                generators = [name] if spec.source == "self" else config.generators
+                sources = [{"generator": g, "samples_uri": elicitation.samples[(tag, g)],
+                            "judgments_uri": elicitation.judgments[(tag, g, evaluator, judge_method)] if evaluator else None}
+                           for g in generators]
+                set_tag = spec.tag(evaluator)
+                label = f"{tag}.{name}.{set_tag}"
+                pset = pref_t.submit(spec, evaluator, sources, splits[tag]["train_ids"], a.max_pairs, a.pair_seed,
+                                     label, store)
+                for g, point in enumerate(grid):
+                    trainings.append((name, tag, set_tag, g, point, pset,
+                                      train_t.submit(pset, model, point, f"{label}.g{g}", store)))
+    runs, untrained = [], []
+    for name, tag, set_tag, g, point, pset, training in trainings:
+        result = training.result()
+        if result["uri"] is None:
+            if g == 0:
+                untrained.append({"model": name, "preference_set": set_tag, "trained_on": tag,
+                                  "n_pairs": pset.result()["n_pairs"]})
+            continue
+        adapted = config.model(name).model_copy(update={"adapter": result["uri"], "name": f"{name}+{set_tag}+g{g}"})
+        settings = {k: getattr(point, k) for k in a.grid}
+        runs.append({"model": name, "preference_set": set_tag, "trained_on": tag, "grid_point": g, "train": settings,
+                     "n_pairs": pset.result()["n_pairs"], "summary": result["summary"],
+                     "samples": {ds: heldout_answers(ds, adapted, adapted.name)
+                                 for ds in ([tag] + [d for d in evaluated_on if d != tag])}})
+    return report_t.submit(config.name, base, runs, untrained, a.split_seed, a.bootstrap, store)
+
+
+@flow(name="align", log_prints=True)
+def align(config: ExperimentConfig) -> dict:
+    """Align the configured models on wrong-over-wrong preferences and report base vs aligned.
+
+    Runs the elicitation stages it needs first (cache hits when `elicit` ran with the same config)."""
+    if config.alignment is None:
+        raise ValueError("config has no `alignment` section")
+    uris = submit_alignment(config, submit_elicitation(config)).result()
+    publish_alignment(Store(config.store), uris)
+    get_run_logger().info("alignment report: %s", uris["md"])
+    return uris
+
+
+def publish_alignment(store: Store, uris: dict) -> None:
+    """The alignment report as Prefect artifacts: markdown and the base-vs-aligned table."""
+    table = store.read_table(uris["parquet"])
+    create_markdown_artifact(key="alignment-report", markdown=store.read_text(uris["md"]),
+                             description="Base vs aligned on held-out questions")
+    create_table_artifact(key="alignment-table", table=table.astype(object).where(table.notna(), None).to_dict("records"),
+                          description=f"Base vs aligned ({uris['parquet']})")

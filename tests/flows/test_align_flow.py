@@ -1,0 +1,86 @@
+"""The grid flow (elicitation + alignment as one DAG) on the real packaged model: the alignment report,
+evaluation only on held-out questions, and a cached rerun that trains nothing."""
+import pytest
+from prefect.testing.utilities import prefect_test_harness
+
+import wow_core.train as train_module
+from flows.grid import grid
+from wow_core.backends import get_backend
+from wow_core.config import (AlignmentConfig, DatasetConfig, ExperimentConfig, JudgeConfig, PreferenceSetConfig,
+                             SamplingConfig, TrainConfig)
+from wow_core.store import Store
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def harness():
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+def tiny_grid(store: str) -> ExperimentConfig:
+    return ExperimentConfig(
+        name="tiny", store=store,
+        datasets=[DatasetConfig(name="nlgraph_shortest_path", n_questions=4, seed=1),
+                  DatasetConfig(name="nlgraph_max_flow", n_questions=2, seed=1)],
+        sampling=SamplingConfig(n=4, max_new_tokens=24, shard_size=4, extraction_max_new_tokens=10),
+        judge=JudgeConfig(methods=["logits", "score"], max_new_tokens=8, score_k=[1]),
+        alignment=AlignmentConfig(
+            datasets=["nlgraph_shortest_path"], heldout_fraction=0.5,
+            preference_sets=[PreferenceSetConfig(method="oracle"), PreferenceSetConfig(method="score_k1")],
+            train=TrainConfig(epochs=1, batch_size=4, max_length=400, learning_rate=1e-4),
+            eval=SamplingConfig(n=2, max_new_tokens=24, shard_size=2, extraction_max_new_tokens=10),
+            bootstrap=100),
+    )
+
+
+@pytest.fixture(scope="module")
+def first_run(harness, tmp_path_factory):
+    config = tiny_grid(str(tmp_path_factory.mktemp("store")))
+    return config, grid(config, return_state=True)
+
+
+def test_alignment_report_and_held_out_evaluation(first_run):
+    config, state = first_run
+    assert state.is_completed()
+    uris = state.result()["alignment"]
+    store = Store(config.store)
+    table = store.read_table(uris["parquet"])
+    trained = store.fs.glob(f"{config.store}/preference_sets/*.parquet")
+    sets = {store.read_table(u)["method"].iloc[0] if len(store.read_table(u)) else None for u in trained}
+    assert len(trained) == 2 and "oracle" in sets
+    # Every trained set is reported in-task and, transfer on by default, on the other dataset.
+    for pset in table.preference_set.unique():
+        rows = table[table.preference_set == pset]
+        assert set(rows.metric) == {"proxy_score", "wrong_only_proxy", "accuracy", "ece"}
+        assert set(zip(rows.dataset, rows.transfer)) == {("nlgraph_shortest_path", False), ("nlgraph_max_flow", True)}
+    # Evaluation never sees a question that any preference set holds.
+    pair_questions = set().union(*(set(store.read_table(u).question_id) for u in trained))
+    heldout = store.fs.glob(f"{config.store}/questions/heldout/*.parquet")
+    heldout_ids = set().union(*(set(store.read_table(u).question_id) for u in heldout))
+    assert pair_questions and not pair_questions & heldout_ids
+    adapted = [u for u in store.fs.glob(f"{config.store}/samples/*.parquet") if "+" in u.rsplit("/", 1)[-1]]
+    assert adapted and all(set(store.read_table(u).question_id) <= heldout_ids for u in adapted)
+    markdown = store.read_text(uris["md"])
+    assert "Alignment report: tiny" in markdown and "oracle.self" in markdown and "reliability" in markdown
+    assert all(store.read_bytes(p).startswith(b"\x89PNG") for p in uris["png"])
+    adapters = store.fs.glob(f"{config.store}/adapters/*/adapter_model.safetensors")
+    assert len(adapters) == len(table.preference_set.unique())
+
+
+def test_cached_rerun_trains_and_samples_nothing(first_run, monkeypatch, task_states):
+    config, state = first_run
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a cached rerun trained")
+
+    monkeypatch.setattr(train_module, "train_adapter", no_training)
+    backend = get_backend(config.model("smollm2-135m"))
+    before = backend.sequences_generated
+    again = grid(config, return_state=True)
+    assert again.result() == state.result()
+    assert backend.sequences_generated == before
+    states = task_states(again)
+    assert states["train_grid_point"] and set(states["train_grid_point"]) == {"Cached"}
+    assert all(s == "Cached" for names in states.values() for s in names), states

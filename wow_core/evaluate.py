@@ -1,0 +1,140 @@
+"""Base vs aligned on held-out questions (DESIGN.md, "Alignment metrics"; paper §3.2).
+
+Over all sampled answers of the held-out questions: proxy score (mean proxy, unextractable = 0),
+wrong-only proxy (mean proxy of the extracted wrong answers: "less wrong"), accuracy ("more
+correct") and ECE (10 bins, confidence = exp(mean token log-prob); an empty answer has no
+confidence and is left out of ECE only). Deltas get paired bootstrap intervals: questions are
+resampled with replacement and both models are scored on the same resample.
+
+Selection (the paper's protocol): with several grid points, the best one per preference set (by
+proxy score) is picked on one half of the held-out questions and reported on the other half; with a
+single grid point there is nothing to select and all held-out questions are reported.
+"""
+import numpy as np
+import pandas as pd
+
+from wow_core.metrics import expected_calibration_error
+from wow_core.pairs import split_questions
+
+VERSION = 1
+
+METRICS = ("proxy_score", "wrong_only_proxy", "accuracy", "ece")
+HIGHER_IS_BETTER = {"proxy_score": True, "wrong_only_proxy": True, "accuracy": True, "ece": False}
+TABLE_COLUMNS = ["dataset", "trained_on", "preference_set", "transfer", "grid_point", "n_pairs", "n_questions",
+                 "metric", "base", "aligned", "delta", "low", "high"]
+
+
+def _arrays(samples: pd.DataFrame) -> dict[str, np.ndarray]:
+    proxy = samples["proxy"].astype(float).to_numpy()
+    correct = samples["correct"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+    return {"proxy": proxy, "correct": correct,
+            "confidence": np.exp(samples["mean_logprob"].astype(float).to_numpy())}
+
+
+def _metrics(a: dict[str, np.ndarray]) -> dict[str, float]:
+    proxy, correct, confidence = a["proxy"], a["correct"], a["confidence"]
+    wrong = ~correct & ~np.isnan(proxy)
+    scored = ~np.isnan(confidence)
+    return {
+        "proxy_score": float(np.nan_to_num(proxy, nan=0.0).mean()) if len(proxy) else float("nan"),
+        "wrong_only_proxy": float(proxy[wrong].mean()) if wrong.any() else float("nan"),
+        "accuracy": float(correct.mean()) if len(correct) else float("nan"),
+        "ece": expected_calibration_error(confidence[scored], correct[scored]) if scored.any() else float("nan"),
+    }
+
+
+def alignment_metrics(samples: pd.DataFrame) -> dict[str, float]:
+    """The four alignment metrics of one model's answers (NaN where a metric has no answers)."""
+    return _metrics(_arrays(samples))
+
+
+def bootstrap_deltas(base: pd.DataFrame, aligned: pd.DataFrame, n_resamples: int, seed: int,
+                     confidence: float = 0.95) -> dict[str, tuple[float, float, float]]:
+    """metric -> (aligned - base, low, high): paired percentile bootstrap over the shared questions."""
+    questions = sorted(set(base["question_id"]) & set(aligned["question_id"]))
+    if not questions:
+        raise ValueError("base and aligned answers share no question")
+    by_q = [{q: _arrays(g) for q, g in t.groupby("question_id")} for t in (base, aligned)]
+
+    def scores(picks: np.ndarray) -> list[dict[str, float]]:
+        out = []
+        for per_q in by_q:
+            parts = [per_q[questions[i]] for i in picks]
+            out.append(_metrics({k: np.concatenate([p[k] for p in parts]) for k in ("proxy", "correct", "confidence")}))
+        return out
+
+    point_base, point_aligned = scores(np.arange(len(questions)))
+    rng = np.random.default_rng(seed)
+    draws = {m: [] for m in METRICS}
+    for _ in range(n_resamples):
+        b, a = scores(rng.integers(0, len(questions), len(questions)))
+        for m in METRICS:
+            draws[m].append(a[m] - b[m])
+    tail = (1 - confidence) / 2 * 100
+    result = {}
+    for m in METRICS:
+        d = np.asarray(draws[m])
+        d = d[~np.isnan(d)]
+        low, high = (np.percentile(d, [tail, 100 - tail]) if len(d) else (np.nan, np.nan))
+        result[m] = (point_aligned[m] - point_base[m], float(low), float(high))
+    return result
+
+
+def selection_halves(heldout_ids: list[str], seed: int) -> tuple[list[str], list[str]]:
+    """(select, report): the held-out questions split in two fixed halves."""
+    return split_questions(heldout_ids, 0.5, seed)
+
+
+def alignment_table(base: dict[str, pd.DataFrame], runs: list[dict], seed: int, n_resamples: int,
+                    confidence: float = 0.95) -> pd.DataFrame:
+    """Base vs the selected grid point of every preference set, on every dataset it was evaluated on.
+
+    `base`: dataset -> base model's held-out answers. `runs`: one per trained grid point, with keys
+    preference_set, trained_on (dataset), grid_point, n_pairs and samples (dataset -> answers).
+    """
+    rows = []
+    halves = {ds: selection_halves(sorted(set(t["question_id"])), seed) for ds, t in base.items()}
+    for (trained_on, set_tag), group in _group(runs):
+        if len(group) > 1:
+            select_ids = halves[trained_on][0]
+            if not select_ids:
+                raise ValueError(f"{trained_on}: selecting among {len(group)} grid points needs at least 2 held-out "
+                                 "questions (one half selects, the other reports)")
+            best = max(group, key=lambda r: _on(r["samples"][trained_on], select_ids)["proxy_score"])
+        else:
+            best = group[0]
+        for ds, aligned in best["samples"].items():
+            ids = halves[ds][1] if len(group) > 1 else sorted(set(base[ds]["question_id"]))
+            b, a = base[ds][base[ds]["question_id"].isin(ids)], aligned[aligned["question_id"].isin(ids)]
+            point_b, point_a = alignment_metrics(b), alignment_metrics(a)
+            deltas = bootstrap_deltas(b, a, n_resamples, seed, confidence)
+            for m in METRICS:
+                rows.append({"dataset": ds, "trained_on": trained_on, "preference_set": set_tag,
+                             "transfer": ds != trained_on, "grid_point": best["grid_point"], "n_pairs": best["n_pairs"],
+                             "n_questions": len(ids), "metric": m, "base": point_b[m], "aligned": point_a[m],
+                             "delta": deltas[m][0], "low": deltas[m][1], "high": deltas[m][2]})
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
+def _on(samples: pd.DataFrame, ids: list[str]) -> dict[str, float]:
+    return alignment_metrics(samples[samples["question_id"].isin(ids)])
+
+
+def _group(runs: list[dict]) -> list[tuple[tuple[str, str], list[dict]]]:
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in runs:
+        groups.setdefault((r["trained_on"], r["preference_set"]), []).append(r)
+    return list(groups.items())
+
+
+def reliability_bins(samples: pd.DataFrame, bins: int = 10) -> pd.DataFrame:
+    """Per confidence bin: answers, mean confidence and accuracy (the reliability diagram's data)."""
+    a = _arrays(samples)
+    scored = ~np.isnan(a["confidence"])
+    conf, correct = a["confidence"][scored], a["correct"][scored]
+    which = np.clip(np.ceil(conf * bins).astype(int) - 1, 0, bins - 1)  # same bins as the ECE
+    rows = [{"bin": b, "low": b / bins, "high": (b + 1) / bins, "n": int((which == b).sum()),
+             "confidence": float(conf[which == b].mean()) if (which == b).any() else np.nan,
+             "accuracy": float(correct[which == b].mean()) if (which == b).any() else np.nan}
+            for b in range(bins)]
+    return pd.DataFrame(rows)
