@@ -156,7 +156,7 @@ class TrainConfig(_Strict):
                                       description="Modules that get LoRA weights (paper: all attention and MLP projections).")
     eval_fraction: float = Field(0.1, ge=0, lt=1, description="Pairs held out for the eval loss.")
     precompute_ref_log_probs: bool = Field(True, description="Reference log-probs once before training, not every epoch (DPO losses).")
-    activation_checkpointing: bool = Field(False, description="Recompute activations in backward: less memory, ~10 % slower.")
+    activation_checkpointing: bool = Field(True, description="Recompute activations in backward: ~40 % less memory, ~10 % slower (TRL's default).")
     simpo_gamma: float = Field(0.5, description="SimPO's target reward margin.")
     seed: int = 0
 

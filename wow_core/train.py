@@ -8,7 +8,10 @@ paper's (Yao et al. 2024, §3): LoRA rank 16, alpha 16 on every attention and ML
 cosine, 3 epochs, beta 0.1, warmup 0.1, weight decay 1e-5; 10 % of the pairs are held out for an
 eval loss.
 """
+import ctypes
+import gc
 import json
+import sys
 import os
 import time
 from pathlib import Path
@@ -77,6 +80,17 @@ def _trainer(model, tokenizer, config: TrainConfig, train, evaluation, out: Path
     return ORPOTrainer(args=ORPOConfig(**common), **kwargs)
 
 
+def release_freed_memory() -> None:
+    """Return freed heap memory to the OS (glibc keeps it: see `keep_freed_memory_in_heap`)."""
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc
+            pass
+
+
 def train_adapter(base_path: str, pairs: pd.DataFrame, config: TrainConfig, out: str | Path,
                   device: str = "cpu", dtype: str = "float32") -> dict:
     """Train a LoRA adapter on `pairs` (columns prompt, chosen, rejected) and save it under `out`.
@@ -90,7 +104,13 @@ def train_adapter(base_path: str, pairs: pd.DataFrame, config: TrainConfig, out:
     if len(pairs) < 2:
         raise ValueError(f"a preference set needs at least 2 pairs to train and hold out, got {len(pairs)}")
     with DEVICE_LOCK:
-        return _train(base_path, pairs, config, Path(out), device, dtype)
+        try:
+            return _train(base_path, pairs, config, Path(out), device, dtype)
+        finally:
+            # The trainer, its model copy and optimizer states are garbage now; hand their memory back
+            # before the next model task, or a grid of trainings in one worker adds up its peaks.
+            gc.collect()
+            release_freed_memory()
 
 
 def _train(base_path: str, pairs: pd.DataFrame, config: TrainConfig, out: Path, device: str, dtype: str) -> dict:
