@@ -327,7 +327,8 @@ def test_parse_direct(answer, expected):
 
 
 def test_extraction_prefill_is_the_start_of_the_parsed_phrase():
-    assert cz.EXTRACTION_PROMPT.endswith('"The best move is X", where X is the letter of the move (A, B, C or D).')
+    # The prompt quotes the prefill and shows no placeholder letter: a 135M model copied "X".
+    assert f'"{cz.EXTRACTION_PREFILL}"' in cz.EXTRACTION_PROMPT and " X" not in cz.EXTRACTION_PROMPT
     for gold in "ABCD":
         assert cz.parse_conclusion(f"{cz.EXTRACTION_PREFILL} {gold}.") == gold
     assert cz.parse_conclusion(cz.EXTRACTION_PREFILL + " X, where X is the letter of the move.") is None

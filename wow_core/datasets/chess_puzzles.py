@@ -64,11 +64,11 @@ import chess.engine
 from wow_core.records import Question
 
 NAME = "chess_puzzles"
-VERSION = 1  # bump on any change to prompt, extraction or scoring
+VERSION = 2  # bump on any change to prompt, extraction or scoring; 2: no "X" placeholder (small models copied it)
 
 EXTRACTION_PROMPT = (
     "Therefore, which move is best? "
-    'End your reply with "The best move is X", where X is the letter of the move (A, B, C or D).'
+    'End your reply with "The best move is" followed by the letter of that move: A, B, C or D.'
 )
 # The reply to EXTRACTION_PROMPT starts with these words, so that even a small model concludes in the
 # parseable form; the letter is still the model's own.
