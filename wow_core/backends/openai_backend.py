@@ -1,0 +1,186 @@
+"""OpenAI-compatible backend: chat completions over HTTP (hosted APIs, `vllm serve`, llama.cpp's server).
+
+Requests run concurrently (asyncio, at most `max_concurrency` in flight) and are retried with
+exponential backoff on timeouts, connection errors, 429 and 5xx, so a server that restarts mid-run
+costs a wait, not the run. Any other 4xx is final: the error names the status, the server's message,
+the model and the base URL, never the key.
+
+Server differences this handles:
+- `n`: llama-cpp-python's server returns one choice whatever `n` says (llama.cpp's own honours it); the
+  missing samples are asked for one request each (seeds `seed + k`, as vLLM seeds its own `n`
+  children), and later calls do so at once.
+- log-probs are asked for with `logprobs: true, top_logprobs: 1` (llama.cpp returns none for 0); an
+  answer that comes without them has empty `token_logprobs` (so `mean_logprob` is None) and is left out
+  of the logits method and ECE; each call logs how many there were.
+- token ids come only from servers that send them (llama.cpp's `id` per token); otherwise they are [].
+- a prefilled reply (the conversation ends with an assistant message): see `ModelConfig.prefill`; a
+  reply that begins with the prefilled text has it removed (llama.cpp's server echoes it).
+- the end-of-sequence token, which llama.cpp and vLLM list among the log-probs, is left out of them.
+"""
+import asyncio
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+
+from wow_core.backends.base import Conversation
+from wow_core.config import ModelConfig
+from wow_core.records import Generation
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUSES = {408, 429} | set(range(500, 600)) - {501, 505}  # 501, 505: the server will never do it
+MAX_BACKOFF = 60.0
+SEED_MODULUS = 2**31  # llama.cpp reads the seed as uint32 and some servers as int32
+
+
+class EndpointError(RuntimeError):
+    """A request the endpoint refused (4xx) or that kept failing after every retry."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+def run_coroutine(coroutine):
+    """Run `coroutine` to completion from sync code, also where an event loop already runs in this
+    thread (a notebook): then it runs in a worker thread with its own loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+def fold_prefill(conversation: Conversation) -> tuple[Conversation, str]:
+    """(conversation without its final assistant message, that message's text), the text asked for in
+    the last user turn instead: for endpoints that cannot continue an assistant message."""
+    *rest, last = conversation
+    user = max(i for i, m in enumerate(rest) if m["role"] == "user")
+    ask = f"{rest[user]['content']}\n\nBegin your reply with exactly: {last['content']}"
+    return [*rest[:user], {**rest[user], "content": ask}, *rest[user + 1:]], last["content"]
+
+
+class OpenAIBackend:
+    """A model behind an OpenAI-compatible chat completions endpoint."""
+
+    def __init__(self, config: ModelConfig):
+        self.config = config
+        self.url = config.base_url.rstrip("/") + "/chat/completions"
+        self._key = None
+        if config.api_key_env:
+            self._key = os.environ.get(config.api_key_env)
+            if not self._key:
+                raise ValueError(f"model '{config.name}': `api_key_env` names the environment variable "
+                                 f"{config.api_key_env}, which is not set")
+        self.server_honours_n = True  # until a reply shows otherwise
+        self.requests_sent = 0
+
+    def sample(self, conversations: list[Conversation], n: int, temperature: float, top_p: float,
+               max_new_tokens: int, seed: int) -> list[list[Generation]]:
+        sampling = {"temperature": temperature, "top_p": top_p, "max_tokens": max_new_tokens}
+        return run_coroutine(self._complete(conversations, n, sampling, seed))
+
+    def generate(self, conversations: list[Conversation], max_new_tokens: int) -> list[Generation]:
+        greedy = {"temperature": 0.0, "max_tokens": max_new_tokens}
+        return [g[0] for g in run_coroutine(self._complete(conversations, 1, greedy, 0))]
+
+    async def _complete(self, conversations: list[Conversation], n: int, sampling: dict,
+                        seed: int) -> list[list[Generation]]:
+        limit = self.config.max_concurrency
+        headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
+        async with httpx.AsyncClient(headers=headers, timeout=self.config.request_timeout,
+                                     limits=httpx.Limits(max_connections=limit)) as client:
+            slots = asyncio.Semaphore(limit)
+            results = await asyncio.gather(*[
+                self._samples(client, slots, conversation, n, sampling, (seed + c * n) % SEED_MODULUS)
+                for c, conversation in enumerate(conversations)])
+        missing = sum(bool(g.text) and not g.token_logprobs for gens in results for g in gens)
+        if self.config.logprobs and missing:
+            log.warning("model '%s': %d of %d answers came without log-probs; the logits method and ECE "
+                        "leave them out", self.config.name, missing, sum(len(g) for g in results))
+        return results
+
+    async def _samples(self, client: httpx.AsyncClient, slots: asyncio.Semaphore, conversation: Conversation,
+                       n: int, sampling: dict, seed: int) -> list[Generation]:
+        """`n` generations of one conversation: one request with `n`, topped up one by one if the
+        server returned fewer choices."""
+        body = {"model": self.config.path, "messages": conversation, **sampling}
+        prefill = conversation[-1]["content"] if conversation[-1]["role"] == "assistant" else None
+        if prefill is not None and self.config.prefill == "fold":
+            body["messages"], _ = fold_prefill(conversation)
+        elif prefill is not None:
+            body |= {"continue_final_message": True, "add_generation_prompt": False}
+        if self.config.logprobs:
+            body |= {"logprobs": True, "top_logprobs": 1}
+        generations: list[Generation] = []
+        if n == 1 or self.server_honours_n:
+            generations = await self._request(client, slots, body | {"n": n, "seed": seed}, prefill)
+            if len(generations) < n:
+                self.server_honours_n = False
+        rest = await asyncio.gather(*[self._request(client, slots, body | {"n": 1, "seed": (seed + k) % SEED_MODULUS},
+                                                    prefill)
+                                      for k in range(len(generations), n)])
+        return generations + [g for gens in rest for g in gens]
+
+    async def _request(self, client: httpx.AsyncClient, slots: asyncio.Semaphore, body: dict,
+                       prefill: str | None) -> list[Generation]:
+        for attempt in range(self.config.max_retries + 1):
+            async with slots:
+                self.requests_sent += 1
+                try:
+                    response = await client.post(self.url, json=body)
+                except (httpx.TimeoutException, httpx.TransportError) as err:
+                    failure, status, wait = f"{type(err).__name__}: {err}", None, None
+                else:
+                    if response.status_code < 400:
+                        return [self._generation(choice, prefill) for choice in response.json()["choices"]]
+                    failure, status = f"HTTP {response.status_code}: {self._server_message(response)}", response.status_code
+                    if status not in RETRY_STATUSES:
+                        raise EndpointError(self._describe(f"refused the request ({failure})"), status)
+                    wait = self._retry_after(response)
+            if attempt < self.config.max_retries:
+                delay = wait if wait is not None else min(self.config.retry_backoff * 2 ** attempt, MAX_BACKOFF)
+                log.info("model '%s': %s; retry %d of %d in %.1f s", self.config.name, failure, attempt + 1,
+                         self.config.max_retries, delay)
+                await asyncio.sleep(delay)
+        raise EndpointError(self._describe(f"failed {self.config.max_retries + 1} times; last: {failure}"), status)
+
+    def _generation(self, choice: dict, prefill: str | None) -> Generation:
+        text = choice["message"].get("content") or ""
+        if prefill is not None and text.startswith(prefill):
+            # llama.cpp's server echoes the prefilled text before its continuation, and a folded reply
+            # repeats it (its log-probs then stay in); vLLM's continuation does not repeat it.
+            text = text[len(prefill):]
+        tokens = (choice.get("logprobs") or {}).get("content") or []
+        hidden_last = tokens and (not tokens[-1]["token"] or not text.endswith(tokens[-1]["token"]))
+        if choice.get("finish_reason") == "stop" and hidden_last:
+            # The end-of-sequence token that llama.cpp ('') and vLLM ('<|im_end|>') list but do not
+            # show: left out, as the transformers backend leaves it out.
+            tokens = tokens[:-1]
+        ids = [t["id"] for t in tokens] if all("id" in t for t in tokens) else []
+        return Generation(text=text, token_ids=ids, token_logprobs=[t["logprob"] for t in tokens],
+                          finish_reason="length" if choice.get("finish_reason") == "length" else "stop")
+
+    def _server_message(self, response: httpx.Response) -> str:
+        try:
+            body = response.json()
+        except ValueError:
+            message = response.text
+        else:
+            # {"error": {"message": …}} (OpenAI, llama.cpp), {"message": …} (older vLLM), {"error": "…"}
+            error = body.get("error", body) if isinstance(body, dict) else body
+            message = error.get("message", error) if isinstance(error, dict) else error
+        message = str(message)[:500]
+        return message.replace(self._key, "***") if self._key else message
+
+    def _retry_after(self, response: httpx.Response) -> float | None:
+        try:
+            return min(float(response.headers["retry-after"]), MAX_BACKOFF)
+        except (KeyError, ValueError):
+            return None
+
+    def _describe(self, what: str) -> str:
+        return f"model '{self.config.name}' ('{self.config.path}' at {self.config.base_url}): the endpoint {what}"
