@@ -1,4 +1,5 @@
-"""The `wow` command: run an experiment config as Prefect flows, or check a config."""
+"""The `wow` command: run an experiment config as Prefect flows (here or on a worker), check a config,
+or set up a Prefect server's work pools, limits and deployments."""
 import argparse
 import os
 import sys
@@ -28,11 +29,24 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("validate", help="validate a config and print it with its defaults")
     run.add_argument("--flow", choices=["grid", "elicit", "align"], default="grid",
                      help="grid: elicitation + alignment as one DAG (default); elicit or align alone")
+    run.add_argument("--deployment", metavar="NAME",
+                     help="run on a worker through deployment FLOW/NAME (e.g. cpu, gpu) of the server at "
+                          "PREFECT_API_URL, wait for it and print its reports")
+    deploy = sub.add_parser("deploy", help="create the work pools, the gpu task limit and the deployments of "
+                                           "deployments/prefect.yaml on the server at PREFECT_API_URL")
+    deploy.add_argument("--gpu-slots", type=int, default=1,
+                        help="model tasks that may run at once across all workers (default 1: one GPU)")
     for p in (run, check):
         p.add_argument("config", help="experiment config (YAML)")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a field, e.g. --set sampling.n=4 (repeatable)")
     args = parser.parse_args(argv)
+    if args.command == "deploy":
+        from flows.deploy import require_server, setup
+        if args.gpu_slots < 1:
+            parser.error(f"--gpu-slots must be >= 1, got {args.gpu_slots}")
+        require_server()
+        return setup(args.gpu_slots)
 
     from wow_core.config import ConfigError, load_config
     try:
@@ -43,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "validate":
         print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
         return 0
+
+    if args.deployment:
+        from flows.deploy import require_server, trigger
+        require_server()
+        return trigger(f"{args.flow}/{args.deployment}", config)
 
     from wow_core.store import Store
     started = time.perf_counter()

@@ -1,11 +1,8 @@
 """The `wow` command against a running `prefect server start` (not the temporary one): the flow run
 is recorded by that server and its report is printed."""
 import json
-import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -26,36 +23,6 @@ datasets:
 sampling: {{n: 3, max_new_tokens: 16, extraction_max_new_tokens: 8}}
 judge: {{methods: [length, logits, pairwise], max_new_tokens: 8, max_pairs_per_question: 1}}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def prefect_server(tmp_path):
-    port = free_port()
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    log = open(tmp_path / "server.log", "w")
-    proc = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
-    api = f"http://127.0.0.1:{port}/api"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"{api}/health", timeout=2)
-            break
-        except OSError:
-            assert proc.poll() is None, (tmp_path / "server.log").read_text()
-            time.sleep(1)
-    else:
-        proc.kill()
-        pytest.fail("prefect server did not answer within 120 s")
-    yield api, env
-    proc.terminate()
-    proc.wait(timeout=30)
 
 
 def test_run_against_running_server(tmp_path, prefect_server):

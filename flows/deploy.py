@@ -1,0 +1,78 @@
+"""Production setup on a running Prefect server: work pools, the `gpu` task limit, deployments.
+
+`deployments/prefect.yaml` declares the deployments. Its build steps call `config_parameter`, so the
+default `config` of each deployment is a YAML file from `configs/`, validated when it is deployed: the
+Prefect UI shows the ExperimentConfig form filled with that file, and the YAML stays the only copy.
+"""
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from wow_core.config import ExperimentConfig, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+PREFECT_YAML = ROOT / "deployments" / "prefect.yaml"
+WORK_POOLS = ("cpu", "gpu")
+GPU_TAG = "gpu"  # the tag of every task that loads a model (tasks/stages.py)
+
+
+def config_parameter(path: str) -> dict:
+    """prefect.yaml build step: {config: the validated config at `path`, as JSON-ready values}."""
+    return {"config": load_config(ROOT / path).model_dump(mode="json")}
+
+
+def require_server() -> None:
+    """Stop unless PREFECT_API_URL names a server: without one Prefect would start a temporary server
+    and deploy to it, or run there, and forget everything when it stops."""
+    if not os.environ.get("PREFECT_API_URL"):
+        raise SystemExit("wow: needs a running Prefect server: start one with `prefect server start` and "
+                         "set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api)")
+
+
+def setup(gpu_slots: int = 1) -> int:
+    """Create the work pools (kept as they are when they exist), set the `gpu` limit to `gpu_slots`
+    concurrent model tasks, and apply every deployment of prefect.yaml; returns `prefect deploy`'s
+    exit status."""
+    from prefect import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectNotFound
+    from prefect.workers.process import ProcessWorker
+
+    with get_client(sync_client=True) as client:
+        for name in WORK_POOLS:
+            try:
+                client.read_work_pool(name)
+                print(f"work pool '{name}' exists")
+            except ObjectNotFound:
+                client.create_work_pool(WorkPoolCreate(
+                    name=name, type="process", base_job_template=ProcessWorker.get_default_base_job_template()))
+                print(f"work pool '{name}' created (process)")
+        client.create_concurrency_limit(tag=GPU_TAG, concurrency_limit=gpu_slots)  # creates or updates
+        print(f"concurrency limit: at most {gpu_slots} '{GPU_TAG}' task(s) at a time")
+    # Prefect's own CLI applies prefect.yaml; deploying from ROOT makes the workers run flows from here.
+    return subprocess.run([sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all",
+                           "--prefect-file", str(PREFECT_YAML)], cwd=ROOT).returncode
+
+
+def trigger(deployment: str, config: ExperimentConfig, poll_seconds: float = 5) -> int:
+    """Run `deployment` ('flow/name') with `config` on a worker, wait for it and print its reports.
+
+    Returns 0 when the flow run completed, 1 otherwise."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter
+    from prefect.deployments import run_deployment
+    from prefect.utilities.urls import url_for
+
+    run = run_deployment(deployment, parameters={"config": config.model_dump(mode="json")}, timeout=0)
+    print(f"flow run '{run.name}' of {deployment}: {url_for(run)}", flush=True)
+    with get_client(sync_client=True) as client:
+        while not (state := client.read_flow_run(run.id).state).is_final():
+            time.sleep(poll_seconds)
+        reports = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id={"any_": [run.id]}, type={"any_": ["markdown"]}))
+    for report in reports:
+        print(report.data + "\n")
+    print(f"flow run '{run.name}': {state.name}" + (f" ({state.message})" if state.message else ""))
+    return 0 if state.is_completed() else 1

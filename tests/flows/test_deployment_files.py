@@ -1,0 +1,40 @@
+"""deployments/prefect.yaml without a server: every deployment names a flow whose one parameter is the
+config, and the default that the build steps make from a config file fills that flow's form."""
+import yaml
+from prefect.flows import load_flow_from_entrypoint
+from prefect.utilities.callables import parameter_schema
+from prefect.utilities.schema_tools import validate
+from prefect.utilities.templating import apply_values
+
+from flows.deploy import PREFECT_YAML, ROOT, config_parameter
+from wow_core.config import load_config
+
+
+def build_outputs(spec: dict) -> dict:
+    """What `prefect deploy` gets from the build steps: step id -> {config}."""
+    outputs = {}
+    for step in spec["build"]:
+        [(function, inputs)] = step.items()
+        assert function == "flows.deploy.config_parameter"
+        outputs[inputs["id"]] = config_parameter(inputs["path"])
+        assert outputs[inputs["id"]]["config"] == load_config(ROOT / inputs["path"]).model_dump(mode="json")
+    return outputs
+
+
+def test_every_deployment_default_fills_its_flow_form():
+    spec = yaml.safe_load(PREFECT_YAML.read_text())
+    outputs = build_outputs(spec)
+    for d in spec["deployments"]:
+        schema = parameter_schema(load_flow_from_entrypoint(str(ROOT / d["entrypoint"]))).model_dump_for_openapi()
+        assert list(schema["properties"]) == ["config"] and "ExperimentConfig" in schema["definitions"]
+        parameters = apply_values(d["parameters"], outputs)
+        assert parameters["config"]["name"] == ("demo" if d["work_pool"]["name"] == "cpu" else "paper"), d
+        validate(parameters, schema, raise_on_error=True)
+
+
+def test_nightly_grid_runs_the_paper_config_on_the_gpu_pool():
+    spec = yaml.safe_load(PREFECT_YAML.read_text())
+    [nightly] = [d for d in spec["deployments"] if d["name"] == "grid-nightly"]
+    assert nightly["entrypoint"] == "flows/grid.py:grid" and nightly["work_pool"]["name"] == "gpu"
+    assert apply_values(nightly["parameters"], build_outputs(spec))["config"]["store"] == "s3://wow-artifacts/paper"
+    assert [s["cron"] for s in nightly["schedules"]] == ["0 2 * * *"]
