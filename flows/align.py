@@ -10,7 +10,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.futures import PrefectFuture
 
-from flows.elicit import Elicitation, submit_elicitation, with_key_storage
+from flows.elicit import Elicitation, submit_elicitation, with_cache_records
 from tasks.stages import (build_alignment_report, build_preference_set, join_samples, sample_shard, split_heldout,
                           train_grid_point)
 from wow_core.config import ExperimentConfig
@@ -20,7 +20,7 @@ from wow_core.store import Store
 def submit_alignment(config: ExperimentConfig, elicitation: Elicitation) -> PrefectFuture:
     """Submit the alignment graph of `config` on top of `elicitation`; returns the report's future."""
     a, store = config.alignment, config.store
-    split_t, pref_t, train_t, shard_t, join_t, report_t = with_key_storage(
+    split_t, pref_t, train_t, shard_t, join_t, report_t = with_cache_records(
         [split_heldout, build_preference_set, train_grid_point, sample_shard, join_samples, build_alignment_report],
         store)
     by_tag = {d.tag: d for d in config.datasets}

@@ -3,28 +3,38 @@
 Fans out per dataset x generator for sampling (in question shards, so a crash loses at most one
 shard) and per dataset x generator x evaluator x method for judging, then joins into one report.
 """
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from prefect import flow, get_run_logger
 from prefect.futures import PrefectFuture
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.filesystems import LocalFileSystem
+from prefect.filesystems import LocalFileSystem, RemoteFileSystem
 
 from tasks.stages import (build_report, join_samples, judge_pairwise, judge_score, make_questions, method_pairs,
                           sample_shard)
 from wow_core.config import ExperimentConfig
 from wow_core.elicit import SELF_SIGNALS
 from wow_core.report import SELF
-from wow_core.store import Store
+from wow_core.store import Store, storage_options
 
 
-def with_key_storage(tasks: list, store: str) -> list:
-    """Keep Prefect's cache records inside a local store, so deleting the store forgets them too."""
-    if "://" in store:
-        return tasks
-    key_storage = LocalFileSystem(basepath=str(Path(store).expanduser().resolve() / "_prefect"))
-    return [t.with_options(cache_policy=t.cache_policy.configure(key_storage=key_storage)) for t in tasks]
+def with_cache_records(tasks: list, store: str) -> list:
+    """Keep Prefect's cache records inside the store, so every worker and later run finds them and
+    deleting the store forgets them too.
+
+    A local store holds them in `_prefect/`. An object store holds whole records (result and metadata)
+    in `_prefect/` too, through a RemoteFileSystem block as the tasks' result storage: Prefect accepts
+    only a saved block there. The block holds the bucket path and timeouts, never credentials (s3fs
+    reads those from the environment)."""
+    if "://" not in store:
+        key_storage = LocalFileSystem(basepath=str(Path(store).expanduser().resolve() / "_prefect"))
+        return [t.with_options(cache_policy=t.cache_policy.configure(key_storage=key_storage)) for t in tasks]
+    url = f"{store.rstrip('/')}/_prefect"
+    records = RemoteFileSystem(basepath=url, settings=storage_options(url))
+    records.save(f"wow-records-{hashlib.sha256(url.encode()).hexdigest()[:16]}", overwrite=True)
+    return [t.with_options(result_storage=records) for t in tasks]
 
 
 @dataclass
@@ -40,7 +50,7 @@ class Elicitation:
 def submit_elicitation(config: ExperimentConfig) -> Elicitation:
     """Submit the elicitation grid of `config`; its futures resolve as the tasks finish."""
     store = config.store
-    q_task, shard_task, join_task, pair_task, score_task, pairs_task, report_task = with_key_storage(
+    q_task, shard_task, join_task, pair_task, score_task, pairs_task, report_task = with_cache_records(
         [make_questions, sample_shard, join_samples, judge_pairwise, judge_score, method_pairs, build_report], store)
     out = Elicitation()
     entries, samples, judges = [], [], []

@@ -18,7 +18,9 @@ from wow_core.config import (DatasetConfig, JudgeConfig, ModelConfig, Preference
 from wow_core.datasets import get_dataset
 from wow_core.store import Store
 
-IO_RETRIES = dict(retries=2, retry_delay_seconds=[2, 10])
+# Each store call already retries for ~4-9 s (botocore); with these a task outlives a ~40 s outage of
+# the object store, and fails about 70 s into one that lasts (docs/operations-storage.md).
+IO_RETRIES = dict(retries=3, retry_delay_seconds=[2, 10, 20])
 
 
 def _done(store: Store, uri: str) -> bool:

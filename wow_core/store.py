@@ -2,8 +2,14 @@
 
 An artifact's key is a hash of the stage, the code versions and config that make it, and the URIs
 of its inputs (themselves content-addressed), so a rerun with nothing changed finds every artifact
-and a changed input redoes only what depends on it. Writes go to a temporary name first and are
-then moved into place, so a reader never sees half an artifact.
+and a changed input redoes only what depends on it. A reader never sees half an artifact: on a local
+folder a write goes to a temporary name and is renamed into place; on an object store it is one PUT,
+which is atomic there (a copy and delete would cost twice). Two runs writing the same artifact at once
+each write the whole of the same content, so the last one wins and nothing is corrupted.
+
+On S3 (or MinIO and other S3-compatible servers), credentials, region and endpoint come from the
+standard AWS environment variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION,
+AWS_ENDPOINT_URL) or the AWS config files, read by botocore itself: nothing here sees them.
 """
 import hashlib
 import io
@@ -13,7 +19,18 @@ from pathlib import Path
 
 import fsspec
 import pandas as pd
+from fsspec.implementations.local import LocalFileSystem
 from pydantic import BaseModel
+
+# botocore waits 60 s to connect by default; an unreachable endpoint should fail a call within seconds
+# (botocore retries each call, AWS_MAX_ATTEMPTS times; the tasks retry on top). Listings are not cached:
+# another process may write an artifact after this one listed its folder.
+S3_OPTIONS = {"use_listings_cache": False, "config_kwargs": {"connect_timeout": 5, "read_timeout": 60}}
+
+
+def storage_options(url: str) -> dict:
+    """The fsspec options for a store at `url`: S3_OPTIONS for s3://, none for a local folder."""
+    return dict(S3_OPTIONS) if url.startswith(("s3://", "s3a://")) else {}
 
 
 def _jsonable(value):
@@ -37,7 +54,7 @@ class Store:
 
     def __init__(self, url: str):
         self.url = url.rstrip("/")
-        self.fs, _ = fsspec.core.url_to_fs(self.url)
+        self.fs, _ = fsspec.core.url_to_fs(self.url, **storage_options(self.url))
 
     def uri(self, stage: str, label: str, key: str, ext: str) -> str:
         """Where the artifact of `stage` with this content key lives; `label` is for humans."""
@@ -47,6 +64,9 @@ class Store:
         return self.fs.exists(uri)
 
     def _atomic_write(self, uri: str, data: bytes) -> str:
+        if not isinstance(self.fs, LocalFileSystem):
+            self.fs.pipe_file(uri, data)  # one PUT (or one multipart upload): atomic on an object store
+            return uri
         parent = uri.rsplit("/", 1)[0]
         self.fs.makedirs(parent, exist_ok=True)
         tmp = f"{uri}.tmp-{uuid.uuid4().hex}"

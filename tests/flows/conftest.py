@@ -1,5 +1,4 @@
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -7,6 +6,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from s3_endpoint import free_port
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter
 
@@ -26,12 +26,6 @@ def _task_states(state) -> dict[str, list[str]]:
 @pytest.fixture
 def task_states():
     return _task_states
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

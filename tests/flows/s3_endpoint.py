@@ -1,0 +1,100 @@
+"""An S3-compatible server for the tests: moto's standalone server on a loopback port, reached through
+an endpoint process that a test can kill and start again.
+
+moto keeps its objects in memory, so restarting moto itself would lose the bucket, which no real S3 or
+MinIO does in an outage. Clients talk to the endpoint process instead: killing it refuses new
+connections and resets open ones, exactly what a client sees when the server dies, while the objects
+behind it survive, as a real server's do on disk. Run as a script, this file is that endpoint: it
+forwards loopback port LISTEN to port TARGET.
+"""
+import asyncio
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import fsspec
+
+BIN = Path(sys.executable).parent
+KEY_ID = "wow-test-key-id"
+# Distinctive, so a test can look for it in everything the run wrote or printed.
+SECRET = "wow-test-secret-7f3c91d2"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on port {port} after {timeout} s")
+
+
+class S3Server:
+    """moto on a private port behind a killable endpoint; `url` is what clients use."""
+
+    def __init__(self, log_dir: Path):
+        self.storage_port, self.port = free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._log = open(log_dir / "moto.log", "w")
+        self._moto = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.storage_port)],
+                                      stdout=self._log, stderr=subprocess.STDOUT)
+        wait_listening(self.storage_port, self._moto)
+        self._endpoint = None
+        self.start()
+        # Straight to moto, past the endpoint: sees what is stored while the endpoint is down.
+        self.storage = fsspec.filesystem("s3", endpoint_url=f"http://127.0.0.1:{self.storage_port}", key=KEY_ID,
+                                         secret=SECRET, skip_instance_cache=True, use_listings_cache=False)
+
+    def start(self) -> None:
+        self._endpoint = subprocess.Popen([sys.executable, __file__, str(self.port), str(self.storage_port)])
+        wait_listening(self.port, self._endpoint)
+
+    def stop(self) -> None:
+        self._endpoint.kill()
+        self._endpoint.wait()
+
+    def close(self) -> None:
+        if self._endpoint.poll() is None:
+            self.stop()
+        self._moto.terminate()
+        self._moto.wait(timeout=10)
+        self._log.close()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(1 << 16):
+            writer.write(data)
+            await writer.drain()
+    finally:
+        writer.close()
+
+
+async def _forward(listen: int, target: int) -> None:
+    async def connect(client_reader, client_writer):
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", target)
+        except OSError:
+            client_writer.close()
+            return
+        await asyncio.gather(_pipe(client_reader, writer), _pipe(reader, client_writer), return_exceptions=True)
+
+    server = await asyncio.start_server(connect, "127.0.0.1", listen)
+    async with server:
+        await server.serve_forever()
+
+
+if __name__ == "__main__":
+    asyncio.run(_forward(int(sys.argv[1]), int(sys.argv[2])))
