@@ -91,7 +91,11 @@ def test_deploy_run_on_worker_and_gpu_limit(tmp_path, prefect_server):
                                  cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
         finally:
             worker.terminate()
-            worker.wait(timeout=60)
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # a loaded machine can leave it in its backoff loop: not under test
+                worker.kill()
+                worker.wait()
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:] + (tmp_path / "worker.log").read_text()[-5000:]
     assert "# AccWoW report: tiny-deploy" in run.stdout
 
