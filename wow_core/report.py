@@ -108,8 +108,9 @@ def plot_accwow(table: pd.DataFrame) -> bytes:
                     continue
                 xs.append(labels.index(f"{r.method}\n{r.evaluator}") + (n - (len(margins) - 1) / 2) * width)
                 ys.append(r.accwow)
-                errs[0].append(r.accwow - r.ci_low)
-                errs[1].append(r.ci_high - r.accwow)
+                # max(0, ...): the Wilson bound of an AccWoW of exactly 0 or 1 can differ from it by rounding.
+                errs[0].append(max(0.0, r.accwow - r.ci_low))
+                errs[1].append(max(0.0, r.ci_high - r.accwow))
             ax.bar(xs, ys, width, yerr=errs, capsize=2, label=f"top-{margin:g}")
         ax.axhline(0.5, color="grey", linestyle="--", linewidth=1, label="random")
         ax.set_xticks(range(len(labels)), labels, fontsize=8)
