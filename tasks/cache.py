@@ -4,8 +4,11 @@ Prefect's default policy includes the run id, so nothing would be reused across 
 a hash of the stage, its code versions and the task's inputs (configs and upstream URIs, which are
 content-addressed themselves): a rerun with nothing changed is all cache hits, and a changed input
 redoes only the tasks downstream of it. Names that only label things (a model's or dataset's name in
-tables) are left out of keys. Task bodies also check the store before working, so a lost Prefect
-record costs a lookup, never a model call.
+tables) and settings that cannot change a result (an endpoint's timeouts, retries and concurrency) are
+left out of keys. So are settings left at their defaults: a field added later with a default that keeps
+the old behaviour does not invalidate every artifact. Changing a default's value therefore needs the
+stage's version bumped. Task bodies also check the store before working, so a lost Prefect record costs
+a lookup, never a model call.
 """
 import hashlib
 from dataclasses import dataclass
@@ -33,7 +36,8 @@ STAGE_VERSIONS = {
     "train": train.VERSION,
     "alignment_report": f"{report.VERSION}.{evaluate.VERSION}",
 }
-LABELS = {ModelConfig: {"name"}, DatasetConfig: {"label"}}
+NOT_IN_KEY = {ModelConfig: {"name", "api_key_env", "max_concurrency", "request_timeout", "max_retries", "retry_backoff"},
+              DatasetConfig: {"label"}}
 
 
 def _file_sha256(path: str) -> str:
@@ -46,7 +50,7 @@ def stage_key(stage: str, inputs: dict[str, Any]) -> str:
     parts: dict[str, Any] = {}
     for name, value in inputs.items():
         if isinstance(value, BaseModel):
-            value = value.model_dump(mode="json", exclude=LABELS.get(type(value)))
+            value = value.model_dump(mode="json", exclude=NOT_IN_KEY.get(type(value)), exclude_defaults=True)
         parts[name] = value
     if isinstance(inputs.get("dataset_config"), DatasetConfig):
         # Questions depend on the dataset's code and, for a file, on the file's bytes.

@@ -1,0 +1,34 @@
+"""Cache keys: which settings reach a stage's key and which do not."""
+from wow_core.config import DatasetConfig, ModelConfig, SamplingConfig
+from tasks.cache import stage_key
+
+
+def sample_key(model: ModelConfig, sampling: SamplingConfig = SamplingConfig()) -> str:
+    return stage_key("sample", {"questions_uri": "file:///q.parquet", "start": 0, "stop": 8,
+                                "dataset": "nlgraph_shortest_path", "model": model, "sampling": sampling})
+
+
+def test_a_setting_left_at_its_default_is_not_in_the_key():
+    # Written out or omitted, a default is the same key: a field added later with a default that keeps
+    # the old behaviour leaves existing artifacts valid.
+    assert sample_key(ModelConfig(name="m")) == sample_key(ModelConfig(name="m", dtype="float32", adapter=None))
+    assert sample_key(ModelConfig(name="m"), SamplingConfig()) == sample_key(ModelConfig(name="m"), SamplingConfig(top_p=1.0))
+
+
+def test_settings_that_change_results_change_the_key():
+    base = sample_key(ModelConfig(name="m"))
+    assert sample_key(ModelConfig(name="m", dtype="bfloat16")) != base
+    assert sample_key(ModelConfig(name="m", path="other/model")) != base
+    assert sample_key(ModelConfig(name="m"), SamplingConfig(temperature=0.7)) != base
+
+
+def test_labels_and_transport_settings_are_not_in_the_key():
+    def endpoint(**kw) -> ModelConfig:
+        return ModelConfig(backend="openai", base_url="http://127.0.0.1:8000/v1", path="served", **kw)
+    base = sample_key(endpoint(name="a"))
+    assert sample_key(endpoint(name="b", max_concurrency=2, request_timeout=5.0, max_retries=0,
+                               retry_backoff=3.0, api_key_env="KEY")) == base
+    assert sample_key(endpoint(name="a", logprobs=False)) != base
+    q = {"store": "file:///s"}
+    assert (stage_key("questions", {**q, "dataset_config": DatasetConfig(name="nlgraph_shortest_path", label="x")})
+            == stage_key("questions", {**q, "dataset_config": DatasetConfig(name="nlgraph_shortest_path")}))
