@@ -60,7 +60,7 @@ def submit_elicitation(config: ExperimentConfig) -> Elicitation:
             model = config.model(gen)
             step = config.sampling.shard_size
             shards = [shard_task.submit(questions["uri"], start, min(start + step, questions["n"]), ds.name, model,
-                                        config.sampling, store) for start in range(0, questions["n"], step)]
+                                        config.sampling_for(gen), store) for start in range(0, questions["n"], step)]
             samples_uri = out.samples[(ds.tag, gen)] = join_task.submit(shards, ds.name, gen, store)
             samples.append({"dataset": ds.tag, "generator": gen, "uri": samples_uri})
             label = f"{ds.tag}.{gen}"

@@ -186,7 +186,8 @@ def train_grid_point(preference: dict, model: ModelConfig, train_config: TrainCo
             get_run_logger().warning("%s: %d pairs, nothing to train", label, len(table))
             return {"uri": None, "summary": {"n_train_pairs": len(table)}}
         with tempfile.TemporaryDirectory(prefix="wow-train-") as work:
-            train.train_adapter(resolve_model_path(model.path), table, train_config, work, model.device, model.dtype)
+            train.train_adapter(resolve_model_path(model.path), table, train_config, work, model.device, model.dtype,
+                                model.system_prompt)
             shutil.rmtree(Path(work) / "checkpoints", ignore_errors=True)
             for name in ("training_log.json", "train_config.json"):
                 shutil.copy(Path(work) / name, Path(work) / "adapter" / name)

@@ -52,6 +52,12 @@ class ModelConfig(_Strict):
     logprobs: bool = Field(True, description=(
         "Backend 'openai': ask for per-token log-probs (the logits method and ECE need them); false for "
         "endpoints that reject the parameter. Answers that come without them are left out of those two, counted."))
+    system_prompt: str | None = Field(None, description=(
+        "A system message put before every conversation this model is asked: answers, answer extraction, "
+        "judging, and the prompts it is trained on. With `temperature`, it makes a second configuration "
+        "of the same weights that a grid can cross with the first when only one model is at hand."))
+    temperature: float | None = Field(None, gt=0, description=(
+        "This model's sampling temperature as a generator (default: `sampling.temperature`)."))
     prefill: Literal["continue", "fold"] = Field("continue", description=(
         "Backend 'openai', a conversation ending with an assistant message (a prefilled reply): 'continue' asks "
         "the server to continue it (vLLM's `continue_final_message`; llama.cpp's server does it by default); "
@@ -337,6 +343,11 @@ class ExperimentConfig(_Strict):
 
     def model(self, name: str) -> ModelConfig:
         return next(m for m in self.models if m.name == name)
+
+    def sampling_for(self, name: str) -> SamplingConfig:
+        """The sampling settings of generator `name`: `sampling` with the model's own temperature."""
+        temperature = self.model(name).temperature
+        return self.sampling if temperature is None else self.sampling.model_copy(update={"temperature": temperature})
 
 
 def _format_errors(source: str, err: ValidationError) -> str:

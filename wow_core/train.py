@@ -31,11 +31,17 @@ CPO_LOSSES = {"cpo": "sigmoid", "simpo": "simpo"}
 LOSSES = (*DPO_LOSSES, *CPO_LOSSES, "orpo")
 
 
-def to_conversations(pairs: pd.DataFrame) -> "datasets.Dataset":  # noqa: F821
+def prompt_messages(prompt: str, system_prompt: str | None = None) -> list[dict[str, str]]:
+    """The conversation a model was asked `prompt` in (its configured system message first)."""
+    system = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    return [*system, {"role": "user", "content": prompt}]
+
+
+def to_conversations(pairs: pd.DataFrame, system_prompt: str | None = None) -> "datasets.Dataset":  # noqa: F821
     """TRL's conversational preference format from a preference set's prompt/chosen/rejected texts."""
     import datasets
     return datasets.Dataset.from_dict({
-        "prompt": [[{"role": "user", "content": p}] for p in pairs["prompt"]],
+        "prompt": [prompt_messages(p, system_prompt) for p in pairs["prompt"]],
         "chosen": [[{"role": "assistant", "content": c}] for c in pairs["chosen"]],
         "rejected": [[{"role": "assistant", "content": r}] for r in pairs["rejected"]],
     })
@@ -92,8 +98,9 @@ def release_freed_memory() -> None:
 
 
 def train_adapter(base_path: str, pairs: pd.DataFrame, config: TrainConfig, out: str | Path,
-                  device: str = "cpu", dtype: str = "float32") -> dict:
-    """Train a LoRA adapter on `pairs` (columns prompt, chosen, rejected) and save it under `out`.
+                  device: str = "cpu", dtype: str = "float32", system_prompt: str | None = None) -> dict:
+    """Train a LoRA adapter on `pairs` (columns prompt, chosen, rejected) and save it under `out`;
+    prompts are asked after `system_prompt` when the model is configured with one, as in sampling.
 
     Writes `out/adapter` (a PEFT folder), `out/training_log.json` (TRL's log history, timings) and
     `out/train_config.json`. Returns the summary written into the log.
@@ -105,7 +112,7 @@ def train_adapter(base_path: str, pairs: pd.DataFrame, config: TrainConfig, out:
         raise ValueError(f"a preference set needs at least 2 pairs to train and hold out, got {len(pairs)}")
     with DEVICE_LOCK:
         try:
-            return _train(base_path, pairs, config, Path(out), device, dtype)
+            return _train(base_path, pairs, config, Path(out), device, dtype, system_prompt)
         finally:
             # The trainer, its model copy and optimizer states are garbage now; hand their memory back
             # before the next model task, or a grid of trainings in one worker adds up its peaks.
@@ -113,22 +120,23 @@ def train_adapter(base_path: str, pairs: pd.DataFrame, config: TrainConfig, out:
             release_freed_memory()
 
 
-def _train(base_path: str, pairs: pd.DataFrame, config: TrainConfig, out: Path, device: str, dtype: str) -> dict:
+def _train(base_path: str, pairs: pd.DataFrame, config: TrainConfig, out: Path, device: str, dtype: str,
+           system_prompt: str | None) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     torch.manual_seed(config.seed)
     tokenizer = AutoTokenizer.from_pretrained(base_path)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(base_path, dtype=getattr(torch, dtype)).to(device)
-    longest = max(len(tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
+    longest = max(len(tokenizer.apply_chat_template(prompt_messages(p, system_prompt), add_generation_prompt=True,
                                                     tokenize=True, return_dict=False)) for p in pairs["prompt"])
     if longest >= config.max_length:
         # TRL would truncate the answers away (or drop the pairs) without a word.
         raise ValueError(f"`max_length` {config.max_length} leaves no room for the answers: the longest prompt "
                          f"has {longest} tokens")
     train, evaluation = split_eval(pairs, config.eval_fraction, config.seed)
-    trainer = _trainer(model, tokenizer, config, to_conversations(train),
-                       to_conversations(evaluation) if len(evaluation) else None, out, device)
+    trainer = _trainer(model, tokenizer, config, to_conversations(train, system_prompt),
+                       to_conversations(evaluation, system_prompt) if len(evaluation) else None, out, device)
     started = time.perf_counter()
     result = trainer.train()
     seconds = time.perf_counter() - started

@@ -67,3 +67,15 @@ def test_greedy_matches_unshared_generation_and_continues_prefill(backend):
     assert not prefilled.text.startswith("The answer is")
     encoded = tok.decode(backend._encode(CONVS[0] + [{"role": "assistant", "content": "The answer is"}]))
     assert encoded.endswith("assistant\nThe answer is")  # no end-of-turn after the prefilled text
+
+
+def test_a_second_configuration_shares_the_weights_and_asks_after_its_system_message(backend):
+    careful = get_backend(ModelConfig(name="careful", batch_size=4, system_prompt="Answer in French.", temperature=0.5))
+    assert careful.backend is backend  # one copy of the weights for both configurations
+    system = [{"role": "system", "content": "Answer in French."}]
+    direct = backend.generate([system + c for c in CONVS], max_new_tokens=10)
+    assert [g.text for g in careful.generate(CONVS, max_new_tokens=10)] == [g.text for g in direct]
+    assert [g.text for g in direct] != [g.text for g in backend.generate(CONVS, max_new_tokens=10)]
+    sampled = careful.sample(CONVS[:1], n=2, temperature=1.0, top_p=1.0, max_new_tokens=8, seed=3)
+    assert [g.text for g in sampled[0]] == [g.text for g in backend.sample(
+        [system + CONVS[0]], n=2, temperature=1.0, top_p=1.0, max_new_tokens=8, seed=3)[0]]

@@ -33,6 +33,19 @@ def test_good_config_and_defaults(tmp_path):
     assert cfg.generators == ["smollm2-135m"] and cfg.model("smollm2-135m").path == "smollm2-135m"
 
 
+def test_a_generator_samples_at_its_own_temperature(tmp_path):
+    cfg = load_config(write(tmp_path, GOOD + """\
+models:
+  - {name: plain}
+  - {name: careful, system_prompt: Check each step., temperature: 0.5}
+generators: [plain, careful]
+evaluators: [plain, careful]
+"""))
+    assert cfg.sampling_for("plain") == cfg.sampling
+    assert cfg.sampling_for("careful") == cfg.sampling.model_copy(update={"temperature": 0.5})
+    assert cfg.sampling.temperature == 1.0  # the shared settings are not changed
+
+
 def test_overrides(tmp_path):
     cfg = load_config(write(tmp_path, GOOD), {"sampling.n": 5, "judge.max_new_tokens": 7, "datasets.0.n_questions": 9})
     assert cfg.sampling.n == 5 and cfg.judge.max_new_tokens == 7 and cfg.datasets[0].n_questions == 9

@@ -127,6 +127,9 @@ def test_preference_set_task_uses_training_questions_and_its_sources(tmp_path):
     ds = to_conversations(train_only)
     assert ds[0]["prompt"] == [{"role": "user", "content": "question q2"}]
     assert ds[0]["chosen"][0]["role"] == "assistant" and ds.num_rows == 4
+    # A model configured with a system message is trained on the conversation it was sampled in.
+    assert to_conversations(train_only, "Be brief.")[0]["prompt"] == [
+        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "question q2"}]
 
 
 def test_preference_set_config_rejects_impossible_sets():

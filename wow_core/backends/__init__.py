@@ -1,11 +1,13 @@
 """Backend registry. Each backend lives in its own module and is imported only when a config names it;
-a model is loaded once per process and shared by every stage that names the same `ModelConfig`."""
+a model is loaded once per process and shared by every stage and every `ModelConfig` that names the same
+weights (configurations that differ only in name, system prompt or temperature share one copy)."""
 import difflib
 import importlib
 import threading
 
 from wow_core.backends.base import Backend, Conversation
 from wow_core.config import ModelConfig
+from wow_core.records import Generation
 
 BACKENDS: dict[str, str] = {
     "transformers": "wow_core.backends.transformers_backend:TransformersBackend",
@@ -15,6 +17,8 @@ BACKENDS: dict[str, str] = {
 # The pip extra that installs what a backend imports (see pyproject.toml).
 EXTRAS: dict[str, str] = {"vllm": "gpu", "openai": "openai"}
 
+# Settings applied around a loaded model rather than in it (the temperature is the sampling stage's).
+PER_CONFIGURATION = {"name", "system_prompt", "temperature"}
 _loaded: dict[str, Backend] = {}
 _load_lock = threading.Lock()
 
@@ -25,7 +29,7 @@ def get_backend(model: ModelConfig) -> Backend:
         close = difflib.get_close_matches(model.backend, BACKENDS, n=3)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise ValueError(f"Unknown backend '{model.backend}'.{hint} Available: {', '.join(sorted(BACKENDS))}")
-    key = model.model_dump_json()
+    key = model.model_dump_json(exclude=PER_CONFIGURATION)
     with _load_lock:
         if key not in _loaded:
             if model.adapter:
@@ -41,7 +45,24 @@ def get_backend(model: ModelConfig) -> Backend:
                 raise ImportError(f"backend '{model.backend}' (model '{model.name}') needs the package "
                                   f"'{err.name}': pip install 'wow[{EXTRAS[model.backend]}]'") from err
             _loaded[key] = getattr(backend_module, cls)(model)
-        return _loaded[key]
+        backend = _loaded[key]
+    return SystemPrompted(backend, model.system_prompt) if model.system_prompt else backend
+
+
+class SystemPrompted:
+    """A backend whose every conversation starts with a fixed system message."""
+
+    def __init__(self, backend: Backend, system_prompt: str):
+        self.backend, self.system_prompt = backend, system_prompt
+
+    def _prefixed(self, conversations: list[Conversation]) -> list[Conversation]:
+        return [[{"role": "system", "content": self.system_prompt}, *c] for c in conversations]
+
+    def sample(self, conversations: list[Conversation], **sampling) -> list[list[Generation]]:
+        return self.backend.sample(self._prefixed(conversations), **sampling)
+
+    def generate(self, conversations: list[Conversation], max_new_tokens: int) -> list[Generation]:
+        return self.backend.generate(self._prefixed(conversations), max_new_tokens=max_new_tokens)
 
 
 __all__ = ["BACKENDS", "EXTRAS", "Backend", "Conversation", "get_backend"]
