@@ -147,6 +147,10 @@ class JudgeConfig(_Strict):
         default_factory=lambda: list(ELICITATION_METHODS))
     score_k: list[int] = Field(default_factory=lambda: [1, 2, 5, 10], description="Answers per score-judge prompt (paper: 1, 2, 5, 10).")
     max_new_tokens: int = Field(256, ge=1, description="Judge reasoning budget.")
+    reasoning: bool = Field(True, description=(
+        "Ask the judge to reason before its verdict (the paper), with a follow-up turn for a missing verdict; "
+        "false starts its reply with the verdict's words instead: one short turn, about half the compute on "
+        "long prompts, and what a very small judge's verdicts come from anyway (its reasoning rarely ends in one)."))
     max_pairs_per_question: int | None = Field(None, ge=1, description="Cap on WoW pairs the pairwise judge sees per question (null = all).")
     seed: int = 0
 

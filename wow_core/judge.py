@@ -98,12 +98,19 @@ def score_prompt(question: str, answers: list[str]) -> str:
         k_lines="one line" if k == 1 else f"{k} lines, one per answer in order", score_lines=_score_lines(k))
 
 
-def _ask(backend: Backend, prompts: list[str], follow_up: str, verdict_start: str, parse, max_new_tokens: int):
+def _ask(backend: Backend, prompts: list[str], follow_up: str, verdict_start: str, parse, max_new_tokens: int,
+         reasoning: bool = True):
     """Ask every prompt; where the reply has no complete verdict, ask once more in a follow-up turn
     whose reply is started with the verdict's first words (`verdict_start`, e.g. "Preferred output:"),
     so that even a small model answers in the form; the verdict is still whatever it writes next.
-    Returns (reply, follow-up reply or None, parsed verdict, 'reasoning' | 'follow_up') per prompt."""
+    Without `reasoning`, the first reply is started with those words: one short turn, no follow-up.
+    Returns (reply, follow-up reply or None, parsed verdict, 'reasoning' | 'follow_up' | 'direct') per prompt."""
     convs = [[{"role": "user", "content": p}] for p in prompts]
+    verdict_budget = 8 * len(follow_up.splitlines()) + 8
+    if not reasoning:
+        direct = backend.generate([c + [{"role": "assistant", "content": verdict_start}] for c in convs],
+                                  max_new_tokens=verdict_budget)
+        return [(verdict_start + g.text, None, parse(verdict_start + g.text, first=True), "direct") for g in direct]
     replies = [g.text for g in backend.generate(convs, max_new_tokens=max_new_tokens)]
     parsed = [parse(r) for r in replies]
     missing = [i for i, v in enumerate(parsed) if not _complete(v)]
@@ -111,7 +118,7 @@ def _ask(backend: Backend, prompts: list[str], follow_up: str, verdict_start: st
     if missing:
         again = [convs[i] + [{"role": "assistant", "content": replies[i]}, {"role": "user", "content": follow_up},
                              {"role": "assistant", "content": verdict_start}] for i in missing]
-        for i, g in zip(missing, backend.generate(again, max_new_tokens=8 * len(follow_up.splitlines()) + 8)):
+        for i, g in zip(missing, backend.generate(again, max_new_tokens=verdict_budget)):
             seconds[i] = verdict_start + g.text
     results = []
     for i, reply in enumerate(replies):
@@ -146,7 +153,7 @@ def pairwise_judgments(samples: pd.DataFrame, backend: Backend, config: JudgeCon
             for p in pairs.itertuples() for first, second in ((p.i, p.j), (p.j, p.i))]
     prompts = [pairwise_prompt(question[q], answer[(q, a)], answer[(q, b)]) for _, q, _, _, a, b in asks]
     results = _ask(backend, prompts, template("pairwise_verdict"), "Preferred output:", parse_pairwise_verdict,
-                   config.max_new_tokens)
+                   config.max_new_tokens, config.reasoning)
     rows = []
     for (ds, q, i, j, a, b), (reply, second, verdict, source) in zip(asks, results):
         rows.append({"dataset": ds, "question_id": q, "i": i, "j": j, "first": a, "second": b,
@@ -182,7 +189,8 @@ def score_judgments(samples: pd.DataFrame, backend: Backend, config: JudgeConfig
         chosen = [n for n, (_, g) in enumerate(groups) if len(g) == size]
         results = _ask(backend, [prompts[n] for n in chosen], follow_ups[chosen[0]],
                        "Score:" if size == 1 else "Answer 1: Score:",
-                       lambda text, size=size, first=False: parse_scores(text, size, first), config.max_new_tokens)
+                       lambda text, size=size, first=False: parse_scores(text, size, first), config.max_new_tokens,
+                       config.reasoning)
         for n, (reply, second, scores, source) in zip(chosen, results):
             q, g = groups[n]
             for pos, idx in enumerate(g):

@@ -9,7 +9,7 @@ from wow_core.elicit import VERDICT_METHODS, pairwise_agreement, wow_pairs
 from wow_core.metrics import accwow, margin_filter
 
 ACCWOW_COLUMNS = ["dataset", "generator", "evaluator", "method", "margin", "accwow", "n_pairs", "ci_low", "ci_high"]
-VERSION = 1
+VERSION = 2  # 2: judges' verdict turns counted as reasoning / follow-up / direct
 
 SELF = "(self)"  # evaluator of the methods that need none: length, consistency, logits
 
@@ -48,7 +48,9 @@ def judge_summary(method: str, judgments: pd.DataFrame) -> dict:
     verdict = "preferred" if method == "pairwise" else "score"
     parsed = judgments[verdict].notna()
     out = {"verdicts": len(judgments), "parsed": int(parsed.sum()), "parse_failures": int((~parsed).sum()),
-           "from_follow_up": int((judgments["verdict_source"] == "follow_up").sum())}
+           "from_reasoning": int((judgments["verdict_source"] == "reasoning").sum()),
+           "from_follow_up": int((judgments["verdict_source"] == "follow_up").sum()),
+           "direct": int((judgments["verdict_source"] == "direct").sum())}
     if method == "pairwise":
         agree, both = pairwise_agreement(judgments)
         out["both_orders_parsed"] = both
@@ -82,11 +84,12 @@ def render_markdown(name: str, table: pd.DataFrame, samples: list[dict], judges:
         out.append(f"| {s['dataset']} | {s['generator']} | {s['questions']} | {s['samples']} | {s['extracted']} "
                    f"({s['by_conclusion']} / {s['by_direct_parse']}) | {s['correct']} | {s['wrong']} | {s['wow_pairs']} |")
     out += ["", "## Judges", "", "| dataset | generator | evaluator | method | verdicts | parsed | parse failures "
-            "| from follow-up | both-orders agreement |", "|---|---|---|---|---|---|---|---|---|"]
+            "| verdict turn: reasoning / follow-up / direct | both-orders agreement |", "|---|---|---|---|---|---|---|---|---|"]
     for j in judges:
         agreement = (f"{_fmt(j['agreement_rate'])} of {j['both_orders_parsed']}" if "agreement_rate" in j else "")
         out.append(f"| {j['dataset']} | {j['generator']} | {j['evaluator']} | {j['method']} | {j['verdicts']} "
-                   f"| {j['parsed']} | {j['parse_failures']} | {j['from_follow_up']} | {agreement} |")
+                   f"| {j['parsed']} | {j['parse_failures']} | {j['from_reasoning']} / {j['from_follow_up']} / {j['direct']} "
+                   f"| {agreement} |")
     out += ["", f"![AccWoW by method and margin]({png_name})", ""]
     return "\n".join(out)
 

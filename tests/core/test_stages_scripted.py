@@ -192,6 +192,25 @@ def test_score_judgments_k2_positions():
     assert accwow(pairs).value == 1.0 and pairs.gap.tolist() == [1, 2, 3, 1, 2, 1]
 
 
+def test_judges_without_reasoning_answer_in_one_started_turn():
+    def judge(conv):
+        assert conv[-1]["role"] == "assistant"  # every reply is started with the verdict's words
+        q = qualities(conv[0]["content"])
+        if conv[-1]["content"] == "Preferred output:":
+            return f" {1 if q[0] > q[1] else 2}\nbecause the first is closer"
+        return f" {min(5, q[0] // 2)}\nas it is half right"
+
+    backend = ScriptedBackend(judge=judge)
+    pairwise = pairwise_judgments(judged_samples(), backend, JudgeConfig(reasoning=False))
+    assert len(backend.calls) == 1 and len(backend.calls[0]) == 12  # one turn, no follow-up
+    assert (pairwise.preferred == pairwise[["i", "j"]].max(axis=1)).all()
+    assert (pairwise.verdict_source == "direct").all() and pairwise.follow_up_output.isna().all()
+    assert pairwise.output.str.startswith("Preferred output: ").all()
+    scores = score_judgments(judged_samples(), ScriptedBackend(judge=judge), JudgeConfig(reasoning=False), k=1)
+    assert dict(zip(scores.sample_idx, scores.score)) == {0: 1, 1: 2, 2: 3, 3: 4}
+    assert (scores.verdict_source == "direct").all()
+
+
 def test_judges_see_answers_with_their_own_option_order_in_canonical_form():
     samples = judged_samples()
     # Answers 2 and 3 were asked with their own option orders: their letters are not the question's.
