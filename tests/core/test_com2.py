@@ -52,9 +52,9 @@ def test_json_lines_with_option_lists_give_the_same_questions(tmp_path):
 
 
 def test_worked_example_is_in_the_docstring():
-    item = com2._bank_items()[0]
-    assert "\n".join("    " + line for line in com2._question_text(item).split("\n")) in com2.__doc__
-    q = mc.questions_from_items(com2.NAME, "t", [item], com2._question_text)[0]
+    item = com2._DATASET.bank_items()[0]
+    assert "\n".join("    " + line for line in com2._DATASET.render(item).split("\n")) in com2.__doc__
+    q = mc.questions_from_items(com2.NAME, "t", [item], com2._DATASET.render)[0]
     assert q.gold == "A"
     assert [round(com2.proxy(q, x), 2) for x in "BCD"] == [0.60, 0.58, 0.14]  # as the docstring says
 

@@ -63,9 +63,9 @@ def test_sample_prompts_keep_the_endings_quoted():
 
 
 def test_worked_example_is_in_the_docstring():
-    item = hellaswag._bank_items()[0]
-    assert "\n".join("    " + line for line in hellaswag._question_text(item).split("\n")) in hellaswag.__doc__
-    q = mc.questions_from_items(hellaswag.NAME, "t", [item], hellaswag._question_text)[0]
+    item = hellaswag._DATASET.bank_items()[0]
+    assert "\n".join("    " + line for line in hellaswag._DATASET.render(item).split("\n")) in hellaswag.__doc__
+    q = mc.questions_from_items(hellaswag.NAME, "t", [item], hellaswag._DATASET.render)[0]
     assert q.gold == "A"
     assert [round(hellaswag.proxy(q, x), 2) for x in "BCD"] == [0.78, 0.12, 0.01]  # as the docstring says
 

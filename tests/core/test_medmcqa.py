@@ -41,9 +41,9 @@ def test_parquet_and_json_array_give_the_same_questions(tmp_path):
 
 
 def test_worked_example_is_in_the_docstring():
-    item = medmcqa._bank_items()[0]
-    assert "\n".join("    " + line for line in medmcqa._question_text(item).split("\n")) in medmcqa.__doc__
-    q = mc.questions_from_items(medmcqa.NAME, "t", [item], medmcqa._question_text)[0]
+    item = medmcqa._DATASET.bank_items()[0]
+    assert "\n".join("    " + line for line in medmcqa._DATASET.render(item).split("\n")) in medmcqa.__doc__
+    q = mc.questions_from_items(medmcqa.NAME, "t", [item], medmcqa._DATASET.render)[0]
     assert q.gold == "A"
     assert [round(medmcqa.proxy(q, x), 2) for x in "BCD"] == [0.60, 0.50, 0.58]  # as the docstring says
 

@@ -51,9 +51,9 @@ def test_letters_past_a_short_question_name_no_option():
 
 
 def test_worked_example_is_in_the_docstring():
-    item = mmlu_pro._bank_items()[1]
-    assert "\n".join("    " + line for line in mmlu_pro._question_text(item).split("\n")) in mmlu_pro.__doc__
-    q = mc.questions_from_items(mmlu_pro.NAME, "t", [item], mmlu_pro._question_text)[0]
+    item = mmlu_pro._DATASET.bank_items()[1]
+    assert "\n".join("    " + line for line in mmlu_pro._DATASET.render(item).split("\n")) in mmlu_pro.__doc__
+    q = mc.questions_from_items(mmlu_pro.NAME, "t", [item], mmlu_pro._DATASET.render)[0]
     assert q.gold == "A"
     assert [round(mmlu_pro.proxy(q, x), 2) for x in "DBE"] == [0.85, 0.94, 0.77]  # as the docstring says
 

@@ -292,7 +292,7 @@ def test_whole_bank_generates_with_gold_options_kept(ds):
     qs = ds.generate_questions(len(ds.BANK), seed=4)
     assert len({q.meta["bank_id"] for q in qs}) == len(ds.BANK) == 20
     assert [q.id for q in qs] == [f"{ds.NAME}/default/4/{k}" for k in range(20)]
-    bank_gold = {item.id: item.options[item.gold] for item in ds._bank_items()}
+    bank_gold = {item.id: item.options[item.gold] for item in ds._DATASET.bank_items()}
     for q in qs:
         assert q.meta["options"][q.meta["gold_index"]] == bank_gold[q.meta["bank_id"]]
         assert ds.proxy(q, q.gold) == 1.0 and all(0.0 <= p < 1.0 for i, p in enumerate(q.meta["option_proxies"])

@@ -1,7 +1,10 @@
 """NLGraph bipartite matching: hand-computed gold and proxy, certified generator, loader, parsers."""
 import itertools
 import json
+import os
 import random
+import subprocess
+import sys
 from functools import lru_cache
 from pathlib import Path
 
@@ -187,6 +190,15 @@ def test_generator_deterministic_and_seed_dependent():
     assert len({q.text for q in a}) == len(a)
     # Small easy graphs (4 applicants, 2 jobs) repeat by chance; the generator redraws them.
     assert len({q.text for q in bm.generate_questions(200, seed=0)}) == 200
+
+
+def test_generated_questions_are_the_same_in_every_process():
+    # String hashing is salted per process; the meta (one maximum matching) must not depend on it.
+    script = ("import json; from wow_core.datasets import nlgraph_bipartite_matching as bm; "
+              "print(json.dumps([q.meta for q in bm.generate_questions(6, seed=3, difficulty='hard')]))")
+    metas = {subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONHASHSEED": seed},
+                            capture_output=True, text=True, check=True).stdout for seed in ("1", "2", "3")}
+    assert len(metas) == 1
 
 
 @pytest.mark.parametrize("difficulty, lo, hi", [("easy", 4, 9), ("hard", 10, 15)])

@@ -41,7 +41,6 @@ from wow_core.datasets import multiple_choice as mc
 # multiple-choice dataset.
 from wow_core.datasets.multiple_choice import (  # noqa: F401
     EXTRACTION_PREFILL, EXTRACTION_PROMPT, canonical_answer, is_correct, proxy, sample_prompts)
-from wow_core.records import Question
 
 NAME = "mmlu_pro"
 VERSION = 1  # bump on any change to prompt, extraction or scoring
@@ -143,58 +142,10 @@ def _item(record: dict, where: str, position: int) -> mc.Item:
     )
 
 
-def _bank_items() -> list[mc.Item]:
-    """BANK as items, checked as a file's records are."""
-    return [_item(_bank_record(k, entry), f"{NAME} BANK[{k}]", k) for k, entry in enumerate(BANK)]
-
-
-def _question_text(item: mc.Item) -> str:
-    """The paper's prompt: the question, then the lettered options."""
-    return f"Question: {item.context}\nOptions:\n{mc.render_options(item.options)}"
-
-
-def generate_questions(n: int, seed: int, difficulty: str = "default",
-                       scorer: str = mc.DEFAULT_SCORER) -> list[Question]:
-    """`n` distinct bank questions with seed-shuffled options, the same for the same arguments.
-
-    Args:
-        n: number of questions, 0..len(BANK).
-        seed: seed of the `random.Random` that draws the items and orders their options.
-        difficulty: "default" (the only one).
-        scorer: how wrong options are graded, see `multiple_choice.get_option_scorer`.
-
-    Returns:
-        Questions with ids "mmlu_pro/default/{seed}/{k}".
-
-    Raises:
-        ValueError: `n` out of range or `difficulty` unknown.
-    """
-    return mc.questions_from_bank(NAME, _bank_items(), n, seed, difficulty, DIFFICULTIES, _question_text, scorer)
-
-
-def load_questions(path: str, scorer: str = mc.DEFAULT_SCORER, limit: int | None = None) -> list[Question]:
-    """Questions from an MMLU-Pro file (.parquet, .json, .jsonl or .csv in the Hub's schema).
-
-    Args:
-        path: the file.
-        scorer: how wrong options are graded, see `multiple_choice.get_option_scorer`.
-        limit: grade and return only the first `limit` records (all are checked); None: all.
-
-    Returns:
-        Questions with ids "mmlu_pro/{file stem}/{question_id}", options in the file's order.
-
-    Raises:
-        ValueError: unreadable file, or a record with a missing, mistyped, out-of-range or
-            inconsistent field (file, line or record, field), or a repeated question_id.
-    """
-    return mc.questions_from_file(NAME, path, _item, _question_text, scorer, limit)
-
-
-def parse_conclusion(text: str) -> str | None:
-    """The letter (A-J) of the last "The answer is X" in `text`; None if there is none."""
-    return mc.parse_conclusion(text, LETTERS)
-
-
-def parse_direct(answer: str) -> str | None:
-    """Fallback on the raw answer: the last "answer is X", "Answer: X", "option X is correct" (A-J)."""
-    return mc.parse_direct(answer, LETTERS)
+# The functions the stages call, made of the parts above.
+_DATASET = mc.Dataset(NAME, LETTERS, DIFFICULTIES, _item, mc.render_question,
+                      [_bank_record(k, entry) for k, entry in enumerate(BANK)])
+generate_questions = _DATASET.generate_questions
+load_questions = _DATASET.load_questions
+parse_conclusion = _DATASET.parse_conclusion
+parse_direct = _DATASET.parse_direct

@@ -23,6 +23,9 @@ letter it names is mapped back to the order of `question.text` (`canonical_answe
 The model concludes with "The answer is X" (EXTRACTION_PROMPT, EXTRACTION_PREFILL); the parsers
 take the last such letter and refuse to guess: a lowercase letter, a hedge between two letters ("B
 or C") and "A"/"I" used as words ("The answer is A bit unclear") give None.
+
+A dataset module states what sets it apart (its letters, its records, its prompt, its bank) in a
+`Dataset`, whose methods are the functions it offers the stages.
 """
 import difflib
 import functools
@@ -161,6 +164,11 @@ def option_proxies(items: list[Item], scorer: str = DEFAULT_SCORER) -> list[list
 def render_options(options: tuple[str, ...], quoted: bool = False) -> str:
     """"A. first\\nB. second\\n…", as the paper lists options (HellaSwag's endings in quotes)."""
     return "\n".join(f'{LETTERS[i]}. "{o}"' if quoted else f"{LETTERS[i]}. {o}" for i, o in enumerate(options))
+
+
+def render_question(item: Item) -> str:
+    """The paper's prompt for a plain question (MedMCQA, MMLU-Pro): the question, then the lettered options."""
+    return f"Question: {item.context}\nOptions:\n{render_options(item.options)}"
 
 
 def questions_from_items(dataset: str, id_prefix: str, items: list[Item], render: Callable[[Item], str],
@@ -458,3 +466,69 @@ def canonical_answer(question: Question, view: dict, raw: str) -> str | None:
     order = view["order"] if view else range(len(question.meta["options"]))
     index = LETTERS.index(raw)
     return LETTERS[order[index]] if index < len(order) else None
+
+
+# ---------------------------------------------------------------------------------------------------
+# One dataset
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """What sets one multiple-choice dataset apart. Its methods are the functions the dataset's module
+    offers the stages (`generate_questions = _DATASET.generate_questions`, ...)."""
+    name: str                                              # the module's NAME
+    letters: str                                           # the option letters its questions use
+    difficulties: dict                                     # the module's DIFFICULTIES
+    parse_record: Callable[[dict, str, int], Item | None]  # see `load_items`
+    render: Callable[[Item], str]                          # the user turn of an item
+    bank: list[dict]                                       # hand-written records in its files' schema
+
+    def bank_items(self) -> list[Item]:
+        """The bank as items, checked as a file's records are."""
+        return [self.parse_record(record, f"{self.name} BANK[{k}]", k) for k, record in enumerate(self.bank)]
+
+    def generate_questions(self, n: int, seed: int, difficulty: str = "default",
+                           scorer: str = DEFAULT_SCORER) -> list[Question]:
+        """`n` distinct bank questions with seed-shuffled options, the same for the same arguments.
+
+        Args:
+            n: number of questions, 0..len(bank).
+            seed: seed of the `random.Random` that draws the items and orders their options.
+            difficulty: a key of `difficulties` (each dataset has "default" only).
+            scorer: how wrong options are graded, see `get_option_scorer`.
+
+        Returns:
+            Questions with ids "{name}/{difficulty}/{seed}/{k}".
+
+        Raises:
+            ValueError: `n` out of range or `difficulty` unknown.
+        """
+        items = self.bank_items()
+        return questions_from_bank(self.name, items, n, seed, difficulty, self.difficulties, self.render, scorer)
+
+    def load_questions(self, path: str, scorer: str = DEFAULT_SCORER, limit: int | None = None) -> list[Question]:
+        """Questions from a file of the dataset (.parquet, .json, .jsonl or .csv; its module names the schema).
+
+        Args:
+            path: the file.
+            scorer: how wrong options are graded, see `get_option_scorer`.
+            limit: grade and return only the first `limit` questions (all records are checked); None: all.
+
+        Returns:
+            Questions with ids "{name}/{file stem}/{item id}", options in the file's order; records that
+            `parse_record` skips are left out.
+
+        Raises:
+            ValueError: unreadable file, or a record with a missing, mistyped, out-of-range or
+                inconsistent field (file, line or record, field), or a repeated id.
+        """
+        return questions_from_file(self.name, path, self.parse_record, self.render, scorer, limit)
+
+    def parse_conclusion(self, text: str) -> str | None:
+        """The letter of the last "The answer is X" in `text`, X among `letters`; None if there is none."""
+        return parse_conclusion(text, self.letters)
+
+    def parse_direct(self, answer: str) -> str | None:
+        """Fallback on the raw answer: the last "answer is X", "Answer: X", "option X is correct", X among
+        `letters`; None if there is none."""
+        return parse_direct(answer, self.letters)

@@ -38,15 +38,16 @@ Correct means proxy 1, i.e. a == g.
 """
 import random
 import re
-from pathlib import Path
+from typing import Iterator
 
 import networkx as nx
 
-from wow_core.datasets.nlgraph_shortest_path import NUMBER, canonical_number, read_records
+from wow_core.datasets import nlgraph
+from wow_core.datasets.nlgraph import NUMBER, canonical_number, extracted_number
 from wow_core.records import Question
 
 NAME = "nlgraph_bipartite_matching"
-VERSION = 1  # bump on any change to prompt, extraction or scoring
+VERSION = 2  # bump on any change to prompt, extraction or scoring; 2: the meta's matching is the same in every process
 
 EXTRACTION_PROMPT = (
     "Therefore, how many applicants can find the job they are interested in? "
@@ -147,8 +148,13 @@ def _question_text(edges: list[list[int]], n_applicants: int, n_jobs: int) -> st
 def _meta(graph: nx.Graph, difficulty: str) -> dict:
     """Everything the proxy needs: the gold matching size (g; L = 2g), one maximum matching, the graph."""
     applicants = [v for v, side in graph.nodes(data="bipartite") if side == 0]
-    matching = nx.bipartite.hopcroft_karp_matching(graph, top_nodes=applicants)
-    pairs = sorted([u[1], v[1]] for u, v in matching.items() if u[0] == "applicant")
+    # Matched on integer nodes: networkx walks sets of nodes, and a set of ("applicant", i) tuples
+    # iterates in an order that changes with PYTHONHASHSEED (a different maximum matching per process).
+    node = sorted(graph.nodes)
+    index = {v: k for k, v in enumerate(node)}
+    matching = nx.bipartite.hopcroft_karp_matching(nx.relabel_nodes(graph, index),
+                                                   top_nodes=[index[a] for a in applicants])
+    pairs = sorted([node[u][1], node[v][1]] for u, v in matching.items() if node[u][0] == "applicant")
     return {
         "edges": sorted([u[1], v[1]] if u[0] == "applicant" else [v[1], u[1]] for u, v in graph.edges),
         "n_applicants": len(applicants),
@@ -189,78 +195,38 @@ def generate_questions(n: int, seed: int, difficulty: str = "easy") -> list[Ques
     Raises:
         ValueError: `n` negative or `difficulty` unknown.
     """
-    if n < 0:
-        raise ValueError(f"`n` must be >= 0, got {n}.")
-    if difficulty not in DIFFICULTIES:
-        raise ValueError(
-            f"`difficulty` must be one of {sorted(DIFFICULTIES)}, got {difficulty!r}."
-        )
+    return nlgraph.generate_questions(NAME, "max_matching", DIFFICULTIES, _draw, n, seed, difficulty)
+
+
+def _draw(rng: random.Random, difficulty: str) -> Iterator[tuple[str, dict]]:
+    """Questions (text, meta), one per drawn graph in which at least 2 applicants can be matched;
+    a repeat of an earlier question is passed over."""
     lo, hi = DIFFICULTIES[difficulty]
-    rng = random.Random(seed)
-    questions = []
     seen = set()
-    for k in range(n):
-        while True:  # redraw when fewer than 2 applicants can be matched or the question is a repeat
-            n_applicants = rng.randint(lo, hi)
-            n_jobs = max(2, n_applicants + rng.randint(-JOB_SPREAD, JOB_SPREAD))
-            graph = _graph(_random_interests(rng, n_applicants, n_jobs), n_applicants, n_jobs)
-            meta = _meta(graph, difficulty)
-            text = _question_text(meta["edges"], n_applicants, n_jobs)
-            if meta["max_matching"] >= 2 and text not in seen:
-                break
-        seen.add(text)
-        questions.append(
-            Question(
-                id=f"{NAME}/{difficulty}/{seed}/{k}",
-                dataset=NAME,
-                text=text,
-                gold=canonical_number(meta["max_matching"]),
-                meta=meta,
-            )
-        )
-    return questions
+    while True:
+        n_applicants = rng.randint(lo, hi)
+        n_jobs = max(2, n_applicants + rng.randint(-JOB_SPREAD, JOB_SPREAD))
+        graph = _graph(_random_interests(rng, n_applicants, n_jobs), n_applicants, n_jobs)
+        meta = _meta(graph, difficulty)
+        text = _question_text(meta["edges"], n_applicants, n_jobs)
+        if meta["max_matching"] >= 2 and text not in seen:
+            seen.add(text)
+            yield text, meta
 
 
 def load_questions(path: str) -> list[Question]:
-    """Questions from an NLGraph JSON file: {"<id>": {"question", "answer", "difficulty"}, ...}.
+    """Questions from an NLGraph JSON file, ids "nlgraph_bipartite_matching/{file stem}/{record id}"
+    in file order; `nlgraph.load_questions` gives the schema and the checks.
 
     The graph is parsed back from each question and a maximum matching computed here. A count stated
     in the record's answer ("3 applicants can find the job ...") must agree with the computed one.
-
-    Args:
-        path: the JSON file.
-
-    Returns:
-        Questions with ids "nlgraph_bipartite_matching/{file stem}/{record id}", in file order.
-
-    Raises:
-        ValueError: invalid JSON (file, line and column), or a record with a missing, mistyped or
-            inconsistent field (file, record id and field).
     """
-    stem = Path(path).stem
-    questions = []
-    for rid, record, where in read_records(path):
-        try:
-            graph = parse_question_text(record["question"])
-        except ValueError as e:
-            raise ValueError(f"{where}, field 'question': {e}") from e
-        meta = _meta(graph, record["difficulty"])
-        stated = parse_direct(record["answer"])
-        if stated is not None and float(stated) != meta["max_matching"]:
-            raise ValueError(
-                f"{where}, field 'answer': states {stated} matched applicants, but a maximum "
-                f"matching has {meta['max_matching']}"
-            )
-        questions.append(
-            Question(
-                id=f"{NAME}/{stem}/{rid}",
-                dataset=NAME,
-                text=record["question"],
-                gold=canonical_number(meta["max_matching"]),
-                meta=meta,
-            )
-        )
-    return questions
+    return nlgraph.load_questions(
+        NAME, "max_matching", path,
+        meta_of=lambda text, difficulty: _meta(parse_question_text(text), difficulty),
+        parse_direct=parse_direct,
+        disagreement="states {stated} matched applicants, but a maximum matching has {max_matching}",
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -290,14 +256,6 @@ def parse_direct(answer: str) -> str | None:
     return canonical_number(float(matches[-1])) if matches else None
 
 
-def _number(answer: str) -> float:
-    """An extracted answer as a float; ValueError if it is not a finite number."""
-    try:
-        return float(canonical_number(float(answer)))
-    except (TypeError, ValueError):
-        raise ValueError(f"`answer` must be an extracted number such as '5', got {answer!r}.") from None
-
-
 def proxy(question: Question, answer: str) -> float:
     """How close an extracted answer is to gold: `1 - |a - g| / g` (L = 2g) clipped to [0, 1].
 
@@ -312,13 +270,10 @@ def proxy(question: Question, answer: str) -> float:
     Raises:
         ValueError: `answer` is not a number.
     """
-    a = _number(answer)
     g = question.meta["max_matching"]
-    if a == g:
-        return 1.0
-    return max(0.0, 1.0 - abs(a - g) / g)
+    return nlgraph.linear_proxy(extracted_number(answer), g, 2 * g)
 
 
 def is_correct(question: Question, answer: str) -> bool:
     """Whether the extracted answer is the maximum matching size (proxy 1)."""
-    return _number(answer) == question.meta["max_matching"]
+    return extracted_number(answer) == question.meta["max_matching"]

@@ -30,11 +30,12 @@ Correct means proxy 1, i.e. a == g.
 """
 import random
 import re
-from pathlib import Path
+from typing import Iterator
 
 import networkx as nx
 
-from wow_core.datasets.nlgraph_shortest_path import NUMBER, canonical_number, fill_graph, read_records
+from wow_core.datasets import nlgraph
+from wow_core.datasets.nlgraph import NUMBER, canonical_number, extracted_number
 from wow_core.records import Question
 
 NAME = "nlgraph_max_flow"
@@ -58,11 +59,13 @@ _DIRECT_RE = re.compile(
     re.IGNORECASE,
 )
 
-_HEADER_RE = re.compile(
-    r"In a directed graph, the nodes are numbered from 0 to (\d+), and the edges are:"
-)
-_EDGE_RE = re.compile(r"an edge from node (\d+) to node (\d+) with capacity (\d+)")
-_QUERY_RE = re.compile(r"Q: What is the maximum flow from node (\d+) to node (\d+)\?")
+# The lines of the wording, each with the way a message names it when it is missing.
+_HEADER = (re.compile(r"In a directed graph, the nodes are numbered from 0 to (\d+), and the edges are:"),
+           "In a directed graph, the nodes are numbered from 0 to N, and the edges are:")
+_EDGE = (re.compile(r"an edge from node (\d+) to node (\d+) with capacity (\d+)"),
+         "an edge from node I to node J with capacity C")
+_QUERY = (re.compile(r"Q: What is the maximum flow from node (\d+) to node (\d+)\?"),
+          "Q: What is the maximum flow from node S to node T?")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -84,21 +87,7 @@ def parse_question_text(text: str) -> tuple[nx.DiGraph, int, int]:
         ValueError: a part of the wording is missing or names a node out of range; the message says
             which.
     """
-    header = _HEADER_RE.search(text)
-    if header is None:
-        raise ValueError(
-            "no line 'In a directed graph, the nodes are numbered from 0 to N, and the edges are:'"
-        )
-    n_nodes = int(header.group(1)) + 1
-    edges = [tuple(int(x) for x in m) for m in _EDGE_RE.findall(text)]
-    if not edges:
-        raise ValueError("no line 'an edge from node I to node J with capacity C'")
-    query = _QUERY_RE.search(text)
-    if query is None:
-        raise ValueError("no line 'Q: What is the maximum flow from node S to node T?'")
-    source, target = int(query.group(1)), int(query.group(2))
-
-    return fill_graph(nx.DiGraph(), n_nodes, edges, source, target, "capacity"), source, target
+    return nlgraph.parse_edge_list(text, nx.DiGraph(), "capacity", _HEADER, _EDGE, _QUERY)
 
 
 def _question_text(edges: list[list[int]], n_nodes: int, source: int, target: int) -> str:
@@ -154,82 +143,40 @@ def generate_questions(n: int, seed: int, difficulty: str = "easy") -> list[Ques
     Raises:
         ValueError: `n` negative or `difficulty` unknown.
     """
-    if n < 0:
-        raise ValueError(f"`n` must be >= 0, got {n}.")
-    if difficulty not in DIFFICULTIES:
-        raise ValueError(
-            f"`difficulty` must be one of {sorted(DIFFICULTIES)}, got {difficulty!r}."
-        )
+    return nlgraph.generate_questions(NAME, "max_flow", DIFFICULTIES, _draw, n, seed, difficulty)
+
+
+def _draw(rng: random.Random, difficulty: str) -> Iterator[tuple[str, dict]]:
+    """Questions (text, meta), one per graph: the first qualifying pair of nodes in a random order.
+    A graph in which no pair qualifies is passed over."""
     lo, hi, max_capacity = DIFFICULTIES[difficulty]
-    rng = random.Random(seed)
-    questions = []
-    for k in range(n):
-        while True:  # redraw the graph when no pair of nodes qualifies
-            graph = _random_graph(rng, rng.randint(lo, hi), max_capacity)
-            pairs = [(s, t) for s in graph for t in graph if s != t]
-            rng.shuffle(pairs)
-            meta = None
-            for s, t in pairs:
-                ends = [*graph.out_edges(s, data="capacity"), *graph.in_edges(t, data="capacity")]
-                widest = max((c for _, _, c in ends), default=0)
-                candidate = _meta(graph, s, t, difficulty)
-                if candidate["max_flow"] > widest:
-                    meta = candidate
-                    break
-            if meta is not None:
+    while True:
+        graph = _random_graph(rng, rng.randint(lo, hi), max_capacity)
+        pairs = [(s, t) for s in graph for t in graph if s != t]
+        rng.shuffle(pairs)
+        for s, t in pairs:
+            ends = [*graph.out_edges(s, data="capacity"), *graph.in_edges(t, data="capacity")]
+            widest = max((c for _, _, c in ends), default=0)
+            meta = _meta(graph, s, t, difficulty)
+            if meta["max_flow"] > widest:
+                yield _question_text(meta["edges"], meta["n_nodes"], s, t), meta
                 break
-        questions.append(
-            Question(
-                id=f"{NAME}/{difficulty}/{seed}/{k}",
-                dataset=NAME,
-                text=_question_text(meta["edges"], meta["n_nodes"], meta["source"], meta["target"]),
-                gold=canonical_number(meta["max_flow"]),
-                meta=meta,
-            )
-        )
-    return questions
 
 
 def load_questions(path: str) -> list[Question]:
-    """Questions from an NLGraph JSON file: {"<id>": {"question", "answer", "difficulty"}, ...}.
+    """Questions from an NLGraph JSON file, ids "nlgraph_max_flow/{file stem}/{record id}" in file
+    order; `nlgraph.load_questions` gives the schema and the checks.
 
     The graph is parsed back from each question and the maximum flow computed here. A maximum flow
     stated in the record's answer must agree with the computed one.
-
-    Args:
-        path: the JSON file.
-
-    Returns:
-        Questions with ids "nlgraph_max_flow/{file stem}/{record id}", in file order.
-
-    Raises:
-        ValueError: invalid JSON (file, line and column), or a record with a missing, mistyped or
-            inconsistent field (file, record id and field).
     """
-    stem = Path(path).stem
-    questions = []
-    for rid, record, where in read_records(path):
-        try:
-            graph, source, target = parse_question_text(record["question"])
-        except ValueError as e:
-            raise ValueError(f"{where}, field 'question': {e}") from e
-        meta = _meta(graph, source, target, record["difficulty"])
-        stated = parse_direct(record["answer"])
-        if stated is not None and float(stated) != meta["max_flow"]:
-            raise ValueError(
-                f"{where}, field 'answer': states a maximum flow of {stated}, but the maximum flow "
-                f"from node {source} to node {target} is {meta['max_flow']}"
-            )
-        questions.append(
-            Question(
-                id=f"{NAME}/{stem}/{rid}",
-                dataset=NAME,
-                text=record["question"],
-                gold=canonical_number(meta["max_flow"]),
-                meta=meta,
-            )
-        )
-    return questions
+    return nlgraph.load_questions(
+        NAME, "max_flow", path,
+        meta_of=lambda text, difficulty: _meta(*parse_question_text(text), difficulty),
+        parse_direct=parse_direct,
+        disagreement="states a maximum flow of {stated}, but the maximum flow from node {source} to node {target} "
+                     "is {max_flow}",
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -257,18 +204,6 @@ def parse_direct(answer: str) -> str | None:
     return canonical_number(float(matches[-1])) if matches else None
 
 
-def _number(answer: str) -> float:
-    """An extracted answer as a float; ValueError if it is not a finite number."""
-    try:
-        a = float(answer)
-        canonical_number(a)  # raises on NaN and infinity
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"`answer` must be an extracted number such as '5', got {answer!r}."
-        ) from None
-    return a
-
-
 def proxy(question: Question, answer: str) -> float:
     """How close an extracted answer is to gold: `1 - |a - g| / g` (L = 2g) clipped to [0, 1].
 
@@ -283,15 +218,10 @@ def proxy(question: Question, answer: str) -> float:
     Raises:
         ValueError: `answer` is not a number.
     """
-    a = _number(answer)
     g = question.meta["max_flow"]
-    if a == g:
-        return 1.0
-    if g == 0:
-        return 0.0
-    return max(0.0, 1.0 - abs(a - g) / g)
+    return nlgraph.linear_proxy(extracted_number(answer), g, 2 * g)
 
 
 def is_correct(question: Question, answer: str) -> bool:
     """Whether the extracted answer is the maximum flow (proxy 1)."""
-    return _number(answer) == question.meta["max_flow"]
+    return extracted_number(answer) == question.meta["max_flow"]

@@ -28,14 +28,15 @@ heaviest route without repeated nodes scores 0. When L == g (one possible weight
 for g, else 0.
 Correct means proxy 1, i.e. a == g.
 """
-import json
 import math
 import random
 import re
-from pathlib import Path
+from typing import Iterator
 
 import networkx as nx
 
+from wow_core.datasets import nlgraph
+from wow_core.datasets.nlgraph import NUMBER, canonical_number, extracted_number
 from wow_core.records import Question
 
 NAME = "nlgraph_shortest_path"
@@ -52,32 +53,16 @@ EXTRACTION_PREFILL = "The total weight is"
 # difficulty -> (min nodes, max nodes, max edge weight), as in NLGraph's easy and hard splits.
 DIFFICULTIES = {"easy": (5, 10, 4), "hard": (11, 20, 10)}
 
-# A number, optionally reached through an explicit sum ("2 + 3 = 5" gives 5). The lookaheads refuse
-# part of a longer number and a number that an operator continues ("2 + 3" alone), so a half-written
-# sum never parses as its first term, and "3N" (a number glued to a letter) is not a number.
-NUMBER = r"\**\s*(?:[\d.\s+]*=\s*)?\**\s*(-?\d+(?:\.\d+)?)(?!\.?\d|,\d|[A-Za-z])(?![ \t]*[+*/×-][ \t]*\d)"
 _CONCLUSION_RE = re.compile(r"the\s+total\s+weight\s+is\s*:?\s*" + NUMBER, re.IGNORECASE)
 _DIRECT_RE = re.compile(r"total\s+weight\s*(?:is|of|=|:)\s*:?\s*" + NUMBER, re.IGNORECASE)
 
-_HEADER_RE = re.compile(
-    r"In an? undirected graph, the nodes are numbered from 0 to (\d+), and the edges are:"
-)
-_EDGE_RE = re.compile(r"an edge between node (\d+) and node (\d+) with weight (\d+)")
-_QUERY_RE = re.compile(r"Q: Give the shortest path from node (\d+) to node (\d+)")
-
-
-def canonical_number(x: float | int) -> str:
-    """The canonical string of a number: "5" for integral values, "5.5" otherwise.
-
-    Raises:
-        ValueError: `x` is NaN or infinite.
-    """
-    x = float(x)
-    if not math.isfinite(x):
-        raise ValueError(f"`x` must be a finite number, got {x}.")
-    if x.is_integer():
-        return str(int(x))
-    return repr(x)
+# The lines of the wording, each with the way a message names it when it is missing.
+_HEADER = (re.compile(r"In an? undirected graph, the nodes are numbered from 0 to (\d+), and the edges are:"),
+           "In an undirected graph, the nodes are numbered from 0 to N, and the edges are:")
+_EDGE = (re.compile(r"an edge between node (\d+) and node (\d+) with weight (\d+)"),
+         "an edge between node I and node J with weight W")
+_QUERY = (re.compile(r"Q: Give the shortest path from node (\d+) to node (\d+)"),
+          "Q: Give the shortest path from node S to node T")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -204,46 +189,7 @@ def parse_question_text(text: str) -> tuple[nx.Graph, int, int]:
         ValueError: a part of the wording is missing or names a node out of range; the message says
             which.
     """
-    header = _HEADER_RE.search(text)
-    if header is None:
-        raise ValueError(
-            "no line 'In an undirected graph, the nodes are numbered from 0 to N, and the edges are:'"
-        )
-    n_nodes = int(header.group(1)) + 1
-    edges = [tuple(int(x) for x in m) for m in _EDGE_RE.findall(text)]
-    if not edges:
-        raise ValueError("no line 'an edge between node I and node J with weight W'")
-    query = _QUERY_RE.search(text)
-    if query is None:
-        raise ValueError("no line 'Q: Give the shortest path from node S to node T'")
-    source, target = int(query.group(1)), int(query.group(2))
-
-    return fill_graph(nx.Graph(), n_nodes, edges, source, target, "weight"), source, target
-
-
-def fill_graph(graph: nx.Graph, n_nodes: int, edges: list[tuple[int, int, int]], source: int, target: int,
-               attribute: str) -> nx.Graph:
-    """Add nodes 0..n_nodes-1 and the edges (i, j, value) to an empty NLGraph graph, checking that
-    nodes are in range, edges are no self-loops and not repeated with another value, source != target.
-
-    Raises:
-        ValueError: naming the offending edge or node.
-    """
-    graph.add_nodes_from(range(n_nodes))
-    for i, j, value in edges:
-        if i >= n_nodes or j >= n_nodes:
-            raise ValueError(f"edge ({i}, {j}) names a node outside 0..{n_nodes - 1}")
-        if i == j:
-            raise ValueError(f"edge ({i}, {j}) is a self-loop")
-        if graph.has_edge(i, j) and graph[i][j][attribute] != value:
-            raise ValueError(f"edge ({i}, {j}) is given twice with different {attribute} ({graph[i][j][attribute]} and {value})")
-        graph.add_edge(i, j, **{attribute: value})
-    for name, node in (("source", source), ("target", target)):
-        if node >= n_nodes:
-            raise ValueError(f"{name} node {node} is outside 0..{n_nodes - 1}")
-    if source == target:
-        raise ValueError(f"source and target are the same node {source}")
-    return graph
+    return nlgraph.parse_edge_list(text, nx.Graph(), "weight", _HEADER, _EDGE, _QUERY)
 
 
 def _question_text(edges: list[list[int]], n_nodes: int, source: int, target: int) -> str:
@@ -314,111 +260,38 @@ def generate_questions(n: int, seed: int, difficulty: str = "easy") -> list[Ques
     Raises:
         ValueError: `n` negative or `difficulty` unknown.
     """
-    if n < 0:
-        raise ValueError(f"`n` must be >= 0, got {n}.")
-    if difficulty not in DIFFICULTIES:
-        raise ValueError(
-            f"`difficulty` must be one of {sorted(DIFFICULTIES)}, got {difficulty!r}."
-        )
+    return nlgraph.generate_questions(NAME, "shortest", DIFFICULTIES, _draw, n, seed, difficulty)
+
+
+def _draw(rng: random.Random, difficulty: str) -> Iterator[tuple[str, dict]]:
+    """Questions (text, meta), one per graph: the first qualifying pair of nodes in a random order.
+    A graph in which no pair qualifies (rare) is passed over."""
     lo, hi, max_weight = DIFFICULTIES[difficulty]
-    rng = random.Random(seed)
-    questions = []
-    for k in range(n):
-        while True:  # redraw the graph in the rare case no pair of nodes qualifies
-            graph = _random_graph(rng, rng.randint(lo, hi), max_weight)
-            pairs = [(s, t) for s in graph for t in graph if s != t and not graph.has_edge(s, t)]
-            rng.shuffle(pairs)
-            meta = None
-            for s, t in pairs:
-                candidate = _meta(graph, s, t, difficulty)
-                if candidate["longest"] > candidate["shortest"]:
-                    meta = candidate
-                    break
-            if meta is not None:
+    while True:
+        graph = _random_graph(rng, rng.randint(lo, hi), max_weight)
+        pairs = [(s, t) for s in graph for t in graph if s != t and not graph.has_edge(s, t)]
+        rng.shuffle(pairs)
+        for s, t in pairs:
+            meta = _meta(graph, s, t, difficulty)
+            if meta["longest"] > meta["shortest"]:
+                yield _question_text(meta["edges"], meta["n_nodes"], s, t), meta
                 break
-        questions.append(
-            Question(
-                id=f"{NAME}/{difficulty}/{seed}/{k}",
-                dataset=NAME,
-                text=_question_text(meta["edges"], meta["n_nodes"], meta["source"], meta["target"]),
-                gold=canonical_number(meta["shortest"]),
-                meta=meta,
-            )
-        )
-    return questions
-
-
-def read_records(path: str) -> list[tuple[str, dict, str]]:
-    """(record id, record, "file: record 'id'" for messages) of an NLGraph JSON file, each checked to
-    have the string fields question, answer and difficulty.
-
-    Raises:
-        ValueError: invalid JSON (file, line and column) or a missing or mistyped field (file, record, field).
-    """
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from e
-    if not isinstance(data, dict):
-        raise ValueError(
-            f"{path}: expected a JSON object of records keyed by id, got {type(data).__name__}"
-        )
-    records = []
-    for rid, record in data.items():
-        where = f"{path}: record '{rid}'"
-        if not isinstance(record, dict):
-            raise ValueError(f"{where}: expected an object, got {type(record).__name__}")
-        for key in ("question", "answer", "difficulty"):
-            if key not in record:
-                raise ValueError(f"{where}, field '{key}': missing")
-            if not isinstance(record[key], str):
-                raise ValueError(
-                    f"{where}, field '{key}': expected a string, got {type(record[key]).__name__}"
-                )
-        records.append((rid, record, where))
-    return records
 
 
 def load_questions(path: str) -> list[Question]:
-    """Questions from an NLGraph JSON file: {"<id>": {"question", "answer", "difficulty"}, ...}.
+    """Questions from an NLGraph JSON file, ids "nlgraph_shortest_path/{file stem}/{record id}" in file
+    order; `nlgraph.load_questions` gives the schema and the checks.
 
     The graph is parsed back from each question; gold, L and a shortest path are computed here. A
     total weight stated in the record's answer must agree with the computed one.
-
-    Args:
-        path: the JSON file.
-
-    Returns:
-        Questions with ids "nlgraph_shortest_path/{file stem}/{record id}", in file order.
-
-    Raises:
-        ValueError: invalid JSON (file, line and column), or a record with a missing, mistyped or
-            inconsistent field (file, record id and field).
     """
-    stem = Path(path).stem
-    questions = []
-    for rid, record, where in read_records(path):
-        try:
-            graph, source, target = parse_question_text(record["question"])
-            meta = _meta(graph, source, target, record["difficulty"])
-        except ValueError as e:
-            raise ValueError(f"{where}, field 'question': {e}") from e
-        stated = parse_direct(record["answer"])
-        if stated is not None and float(stated) != meta["shortest"]:
-            raise ValueError(
-                f"{where}, field 'answer': states a total weight of {stated}, but the shortest path "
-                f"from node {source} to node {target} weighs {meta['shortest']}"
-            )
-        questions.append(
-            Question(
-                id=f"{NAME}/{stem}/{rid}",
-                dataset=NAME,
-                text=record["question"],
-                gold=canonical_number(meta["shortest"]),
-                meta=meta,
-            )
-        )
-    return questions
+    return nlgraph.load_questions(
+        NAME, "shortest", path,
+        meta_of=lambda text, difficulty: _meta(*parse_question_text(text), difficulty),
+        parse_direct=parse_direct,
+        disagreement="states a total weight of {stated}, but the shortest path from node {source} to node {target} "
+                     "weighs {shortest}",
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -446,17 +319,6 @@ def parse_direct(answer: str) -> str | None:
     return canonical_number(float(matches[-1])) if matches else None
 
 
-def _number(answer: str) -> float:
-    """An extracted answer as a float; ValueError if it is not a finite number."""
-    try:
-        a = float(answer)
-    except (TypeError, ValueError):
-        a = math.nan
-    if not math.isfinite(a):
-        raise ValueError(f"`answer` must be an extracted number such as '5', got {answer!r}.")
-    return a
-
-
 def proxy(question: Question, answer: str) -> float:
     """How close an extracted answer is to gold: `1 - |a - g| / (L - g)` clipped to [0, 1].
 
@@ -471,13 +333,7 @@ def proxy(question: Question, answer: str) -> float:
     Raises:
         ValueError: `answer` is not a number.
     """
-    a = _number(answer)
-    g, longest = question.meta["shortest"], question.meta["longest"]
-    if a == g:
-        return 1.0
-    if longest == g:
-        return 0.0
-    return min(1.0, max(0.0, 1.0 - abs(a - g) / (longest - g)))
+    return nlgraph.linear_proxy(extracted_number(answer), question.meta["shortest"], question.meta["longest"])
 
 
 def is_correct(question: Question, answer: str) -> bool:
