@@ -10,7 +10,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.futures import PrefectFuture
 
-from flows.elicit import Elicitation, submit_elicitation, with_cache_records
+from flows.elicit import Elicitation, proxy_judge, submit_elicitation, with_cache_records
 from tasks.stages import (build_alignment_report, build_preference_set, join_samples, sample_shard, split_heldout,
                           train_grid_point)
 from wow_core.config import ExperimentConfig
@@ -30,17 +30,18 @@ def submit_alignment(config: ExperimentConfig, elicitation: Elicitation) -> Pref
                                   by_tag[tag].name, store) for tag in evaluated_on}
     splits = {tag: f.result() for tag, f in splits.items()}
 
-    def heldout_answers(tag: str, model, label: str) -> PrefectFuture:
-        split, step = splits[tag], a.eval.shard_size
+    def heldout_answers(tag: str, model, label: str, base: str) -> PrefectFuture:
+        # A proxy that needs a model is labelled by the base model's judge, the same for base and adapters.
+        split, step, judge = splits[tag], a.eval.shard_size, proxy_judge(config, by_tag[tag], base)
         shards = [shard_t.submit(split["heldout_uri"], start, min(start + step, split["n_heldout"]), by_tag[tag].name,
-                                 model, a.eval, store) for start in range(0, split["n_heldout"], step)]
+                                 model, a.eval, store, judge) for start in range(0, split["n_heldout"], step)]
         return join_t.submit(shards, by_tag[tag].name, label, store)
 
     base, trainings = [], []
     grid = a.grid_points()
     for name in config.aligned_models():
         model = config.model(name)
-        base += [{"model": name, "dataset": tag, "uri": heldout_answers(tag, model, name)} for tag in evaluated_on]
+        base += [{"model": name, "dataset": tag, "uri": heldout_answers(tag, model, name, name)} for tag in evaluated_on]
         for tag in trained_on:
             for spec in a.preference_sets:
                 evaluator = (spec.evaluator or name) if spec.judged else None
@@ -68,7 +69,7 @@ def submit_alignment(config: ExperimentConfig, elicitation: Elicitation) -> Pref
         settings = {k: getattr(point, k) for k in a.grid}
         runs.append({"model": name, "preference_set": set_tag, "trained_on": tag, "grid_point": g, "train": settings,
                      "n_pairs": pset.result()["n_pairs"], "summary": result["summary"],
-                     "samples": {ds: heldout_answers(ds, adapted, adapted.name)
+                     "samples": {ds: heldout_answers(ds, adapted, adapted.name, name)
                                  for ds in ([tag] + [d for d in evaluated_on if d != tag])}})
     return report_t.submit(config.name, base, runs, untrained, a.split_seed, a.bootstrap, store)
 

@@ -14,7 +14,8 @@ from prefect.filesystems import LocalFileSystem, RemoteFileSystem
 
 from tasks.stages import (build_report, join_samples, judge_pairwise, judge_score, make_questions, method_pairs,
                           sample_shard)
-from wow_core.config import ExperimentConfig
+from wow_core.config import DatasetConfig, ExperimentConfig, ModelConfig
+from wow_core.datasets import get_dataset
 from wow_core.elicit import SELF_SIGNALS
 from wow_core.report import SELF
 from wow_core.store import Store, storage_options
@@ -35,6 +36,14 @@ def with_cache_records(tasks: list, store: str) -> list:
     records = RemoteFileSystem(basepath=url, settings=storage_options(url))
     records.save(f"wow-records-{hashlib.sha256(url.encode()).hexdigest()[:16]}", overwrite=True)
     return [t.with_options(result_storage=records) for t in tasks]
+
+
+def proxy_judge(config: ExperimentConfig, ds: DatasetConfig, generator: str) -> ModelConfig | None:
+    """The model that labels a dataset's answers when its proxy needs one (`score_answers`, e.g.
+    bio_generation): the dataset's `options.judge`, by default the generator itself; None otherwise."""
+    if not hasattr(get_dataset(ds.name), "score_answers"):
+        return None
+    return config.model(ds.options.get("judge", generator))
 
 
 @dataclass
@@ -60,7 +69,8 @@ def submit_elicitation(config: ExperimentConfig) -> Elicitation:
             model = config.model(gen)
             step = config.sampling.shard_size
             shards = [shard_task.submit(questions["uri"], start, min(start + step, questions["n"]), ds.name, model,
-                                        config.sampling_for(gen), store) for start in range(0, questions["n"], step)]
+                                        config.sampling_for(gen), store, proxy_judge(config, ds, gen))
+                      for start in range(0, questions["n"], step)]
             samples_uri = out.samples[(ds.tag, gen)] = join_task.submit(shards, ds.name, gen, store)
             samples.append({"dataset": ds.tag, "generator": gen, "uri": samples_uri})
             label = f"{ds.tag}.{gen}"

@@ -6,7 +6,7 @@ content-addressed themselves): a rerun with nothing changed is all cache hits, a
 redoes only the tasks downstream of it. Names that only label things (a model's or dataset's name in
 tables) and settings that cannot change a result (an endpoint's timeouts, retries and concurrency) are
 left out of keys. So are settings left at their defaults: a field added later with a default that keeps
-the old behaviour does not invalidate every artifact. Changing a default's value therefore needs the
+the old behaviour does not invalidate every artifact, nor does an optional task parameter left at None. Changing a default's value therefore needs the
 stage's version bumped. Task bodies also check the store before working, so a lost Prefect record costs
 a lookup, never a model call.
 """
@@ -49,6 +49,8 @@ def stage_key(stage: str, inputs: dict[str, Any]) -> str:
     """Content key of a stage's artifact from the task's own parameters."""
     parts: dict[str, Any] = {}
     for name, value in inputs.items():
+        if value is None:
+            continue  # an optional input left unset, like a setting at its default
         if isinstance(value, BaseModel):
             value = value.model_dump(mode="json", exclude=NOT_IN_KEY.get(type(value)), exclude_defaults=True)
         parts[name] = value

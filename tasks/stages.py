@@ -43,14 +43,17 @@ def make_questions(dataset_config: DatasetConfig, store: str) -> dict:
 
 @task(cache_policy=ArtifactKey(stage="sample"), tags=["gpu"], **IO_RETRIES)
 def sample_shard(questions_uri: str, start: int, stop: int, dataset: str, model: ModelConfig,
-                 sampling: SamplingConfig, store: str) -> str:
-    """Sample and label answers for questions [start, stop) of a question table."""
+                 sampling: SamplingConfig, store: str, judge_model: ModelConfig | None = None) -> str:
+    """Sample and label answers for questions [start, stop) of a question table; `judge_model` labels
+    them for a dataset whose proxy needs a model (`score_answers`), None for the others."""
     key = stage_key("sample", locals())
     s = Store(store)
     uri = s.uri("samples/shards", f"{dataset}.{model.name}.{start}-{stop}", key, "parquet")
     if not _done(s, uri):
         questions = sample.table_to_questions(s.read_table(questions_uri).iloc[start:stop])
-        s.write_table(uri, sample.sample_answers(questions, get_dataset(dataset), get_backend(model), sampling))
+        judge_backend = get_backend(judge_model) if judge_model is not None else None
+        s.write_table(uri, sample.sample_answers(questions, get_dataset(dataset), get_backend(model), sampling,
+                                                 judge_backend))
     return uri
 
 

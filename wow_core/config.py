@@ -342,6 +342,16 @@ class ExperimentConfig(_Strict):
             if ps.method.startswith("score_k") and int(ps.method[7:]) not in self.judge.score_k:
                 raise ValueError(f"`alignment.preference_sets.{i}`: {ps.method} needs k={ps.method[7:]} in `judge.score_k`")
 
+    @model_validator(mode="after")
+    def _proxy_judges_named(self) -> "ExperimentConfig":
+        """A dataset whose proxy needs a model (bio_generation) names it in `options.judge`."""
+        names = [m.name for m in self.models]
+        for i, d in enumerate(self.datasets):
+            judge = d.options.get("judge")
+            if judge is not None and judge not in names:
+                raise ValueError(f"`datasets.{i}.options.judge`: {judge!r} is not in `models` ({names})")
+        return self
+
     def aligned_models(self) -> list[str]:
         return self.alignment.models or self.generators[:1] if self.alignment else []
 

@@ -12,8 +12,15 @@ sample's prompt differs from `question.text`, and `canonical_answer(question, vi
 which maps what was parsed in the sample's own terms (its letters) to the canonical answer that `gold`,
 `proxy` and `is_correct` use ({} is the view of `question.text` itself); None when the parse names no
 option. Each such prompt is sampled once.
+
+A dataset whose answer is the whole reply (a biography) sets `EXTRACTION_PROMPT = None`: no second
+turn is asked, `parse_direct` of the answer is the value (extraction_method 'direct', no
+extraction_output). A dataset whose proxy needs a model defines `score_answers(questions, values,
+judge) -> [(proxy, correct), ...]` in place of `proxy` and `is_correct`; it is called once per shard
+with the answers that have a value, and `sample_answers` must then be given the judge's backend.
 """
 import hashlib
+import itertools
 import json
 from types import ModuleType
 
@@ -53,12 +60,13 @@ def shard_seed(seed: int, questions: list[Question]) -> int:
     return int.from_bytes(hashlib.sha256(blob).digest()[:4], "big")
 
 
-def extract_answer(dataset: ModuleType, conclusion: str, answer: str, question: Question | None = None,
+def extract_answer(dataset: ModuleType, conclusion: str | None, answer: str, question: Question | None = None,
                    view: dict | None = None) -> tuple[str | None, str | None]:
     """(extracted answer, how it was found: 'conclusion' | 'direct' | None). With a `view` (a dataset
     with `sample_prompts`), each parse is mapped to the canonical answer; one that names no option
-    counts as not found."""
-    for how, value in (("conclusion", dataset.parse_conclusion(conclusion)), ("direct", dataset.parse_direct(answer))):
+    counts as not found. A None `conclusion` (no extraction turn was asked) is not parsed."""
+    concluded = dataset.parse_conclusion(conclusion) if conclusion is not None else None
+    for how, value in (("conclusion", concluded), ("direct", dataset.parse_direct(answer))):
         if value is not None and view is not None:
             value = dataset.canonical_answer(question, view, value)
         if value is not None:
@@ -66,10 +74,27 @@ def extract_answer(dataset: ModuleType, conclusion: str, answer: str, question: 
     return None, None
 
 
+def label_answers(dataset: ModuleType, questions: list[Question], values: list[str],
+                  judge: Backend | None = None) -> list[tuple[float, bool]]:
+    """(proxy, correct) of each extracted value: the dataset's `score_answers` with the judge when it
+    has one, else its `proxy` and `is_correct`."""
+    if hasattr(dataset, "score_answers"):
+        return dataset.score_answers(questions, values, judge)
+    return [(dataset.proxy(q, v), dataset.is_correct(q, v)) for q, v in zip(questions, values)]
+
+
 def sample_answers(questions: list[Question], dataset: ModuleType, backend: Backend,
-                   config: SamplingConfig) -> pd.DataFrame:
+                   config: SamplingConfig, judge: Backend | None = None) -> pd.DataFrame:
     """Sample `config.n` answers per question and label each; one row per sample (`SAMPLE_COLUMNS`).
-    A dataset with `sample_prompts` has each sample asked its own prompt (see the module docstring)."""
+    A dataset with `sample_prompts` has each sample asked its own prompt, one with `score_answers` is
+    labelled by `judge` (see the module docstring).
+
+    Raises:
+        ValueError: the dataset scores with a judge model and `judge` is None.
+    """
+    if hasattr(dataset, "score_answers") and judge is None:
+        raise ValueError(f"dataset '{dataset.NAME}' scores its answers with a judge model and none was given "
+                         "(`judge`; in a config, the dataset's `options.judge`, by default the generator)")
     if not questions:
         return pd.DataFrame(columns=SAMPLE_COLUMNS)
     sampling = dict(temperature=config.temperature, top_p=config.top_p, max_new_tokens=config.max_new_tokens,
@@ -83,24 +108,30 @@ def sample_answers(questions: list[Question], dataset: ModuleType, backend: Back
     else:
         asked = [[(q.text, None)] * config.n for q in questions]
         answers = backend.sample([[{"role": "user", "content": q.text}] for q in questions], n=config.n, **sampling)
-    follow_ups = [[{"role": "user", "content": text}, {"role": "assistant", "content": a.text},
-                   {"role": "user", "content": dataset.EXTRACTION_PROMPT},
-                   {"role": "assistant", "content": dataset.EXTRACTION_PREFILL}]
-                  for prompts, gens in zip(asked, answers) for (text, _), a in zip(prompts, gens)]
-    conclusions = iter(dataset.EXTRACTION_PREFILL + g.text
-                       for g in backend.generate(follow_ups, max_new_tokens=config.extraction_max_new_tokens))
-    rows = []
+    if dataset.EXTRACTION_PROMPT is None:  # the answer is its own value: no second turn
+        conclusions = itertools.repeat(None)
+    else:
+        follow_ups = [[{"role": "user", "content": text}, {"role": "assistant", "content": a.text},
+                       {"role": "user", "content": dataset.EXTRACTION_PROMPT},
+                       {"role": "assistant", "content": dataset.EXTRACTION_PREFILL}]
+                      for prompts, gens in zip(asked, answers) for (text, _), a in zip(prompts, gens)]
+        conclusions = iter(dataset.EXTRACTION_PREFILL + g.text
+                           for g in backend.generate(follow_ups, max_new_tokens=config.extraction_max_new_tokens))
+    rows, asked_of = [], []
     for q, prompts, gens in zip(questions, asked, answers):
         for idx, ((text, view), a) in enumerate(zip(prompts, gens)):
             conclusion = next(conclusions)
+            asked_of.append(q)
             value, how = extract_answer(dataset, conclusion, a.text, q, view)
-            proxy = dataset.proxy(q, value) if value is not None else None
             rows.append({
                 "dataset": q.dataset, "question_id": q.id, "question": q.text, "gold": q.gold,
                 "sample_idx": idx, "prompt": text, "view": json.dumps(view or {}, sort_keys=True), "answer": a.text,
                 "n_tokens": a.n_tokens, "finish_reason": a.finish_reason,
                 "mean_logprob": a.mean_logprob, "extraction_output": conclusion, "extracted": value,
-                "extraction_method": how, "proxy": proxy,
-                "correct": dataset.is_correct(q, value) if value is not None else None,
+                "extraction_method": how, "proxy": None, "correct": None,
             })
+    valued = [(q, row) for q, row in zip(asked_of, rows) if row["extracted"] is not None]
+    labels = label_answers(dataset, [q for q, _ in valued], [row["extracted"] for _, row in valued], judge)
+    for (_, row), (proxy, correct) in zip(valued, labels, strict=True):
+        row["proxy"], row["correct"] = proxy, correct
     return pd.DataFrame(rows, columns=SAMPLE_COLUMNS)

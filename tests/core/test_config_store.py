@@ -103,8 +103,10 @@ def test_alignment_grid_points_cross_the_grid_over_train(tmp_path):
 def test_shipped_configs_validate():
     assert load_config("configs/demo.yaml").name == "demo"
     paper = load_config("configs/paper.yaml")
-    assert paper.sampling.n == 10 and [d.tag for d in paper.datasets] == ["nlgraph_shortest_path_easy",
-                                                                          "nlgraph_shortest_path_hard"]
+    assert paper.sampling.n == 10 and paper.generators == paper.evaluators == ["llama3-8b", "gpt-3.5", "gpt-4o"]
+    from wow_core.datasets import DATASETS
+    assert {d.name for d in paper.datasets} == set(DATASETS) - {"mmlu_pro"}  # the paper's tasks, all of them
+    assert paper.aligned_models() == ["llama3-8b"] and paper.alignment.grid_points()[0].learning_rate == 1e-5
 
 
 def test_content_key_is_stable_and_sensitive(tmp_path):

@@ -2,12 +2,13 @@
 import difflib
 from types import ModuleType
 
-from wow_core.datasets import (chess_puzzles, com2, hellaswag, knowledge_crosswords, medmcqa, mmlu_pro,
-                               nlgraph_bipartite_matching, nlgraph_max_flow, nlgraph_shortest_path, scibench)
+from wow_core.datasets import (bio_generation, chess_puzzles, com2, hellaswag, knowledge_crosswords, medmcqa,
+                               mmlu_pro, nlgraph_bipartite_matching, nlgraph_max_flow, nlgraph_shortest_path,
+                               scibench)
 
 DATASETS: dict[str, ModuleType] = {m.NAME: m for m in (
     nlgraph_shortest_path, nlgraph_max_flow, nlgraph_bipartite_matching, knowledge_crosswords, chess_puzzles,
-    scibench, medmcqa, mmlu_pro, hellaswag, com2,
+    scibench, medmcqa, mmlu_pro, hellaswag, com2, bio_generation,
 )}
 
 
