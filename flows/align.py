@@ -10,7 +10,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.futures import PrefectFuture
 
-from flows.elicit import Elicitation, proxy_judge, submit_elicitation, with_cache_records
+from flows.elicit import Elicitation, proxy_judge, store_access, submit_elicitation, with_cache_records
 from tasks.stages import (build_alignment_report, build_preference_set, join_samples, sample_shard, split_heldout,
                           train_grid_point)
 from wow_core.config import ExperimentConfig
@@ -81,8 +81,9 @@ def align(config: ExperimentConfig) -> dict:
     Runs the elicitation stages it needs first (cache hits when `elicit` ran with the same config)."""
     if config.alignment is None:
         raise ValueError("config has no `alignment` section")
-    uris = submit_alignment(config, submit_elicitation(config)).result()
-    publish_alignment(Store(config.store), uris)
+    with store_access(config.store):
+        uris = submit_alignment(config, submit_elicitation(config)).result()
+        publish_alignment(Store(config.store), uris)
     get_run_logger().info("alignment report: %s", uris["md"])
     return uris
 

@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--deployment", metavar="NAME",
                      help="run on a worker through deployment FLOW/NAME (e.g. cpu, gpu) of the server at "
                           "PREFECT_API_URL, wait for it and print its reports")
+    run.add_argument("--s3-secret", metavar="BLOCK",
+                     help="take the S3 endpoint, credentials and region from this Prefect Secret block "
+                          "(docs/operations-storage.md; default: $WOW_S3_SECRET_BLOCK, else the AWS variables)")
     deploy = sub.add_parser("deploy", help="create the work pools, the gpu task limit and the deployments of "
                                            "deployments/prefect.yaml on the server at PREFECT_API_URL")
     deploy.add_argument("--gpu-slots", type=int, default=1,
@@ -58,17 +61,32 @@ def main(argv: list[str] | None = None) -> int:
         print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
         return 0
 
+    from flows.deploy import S3_SECRET_BLOCK_ENV
+    if args.s3_secret:
+        os.environ[S3_SECRET_BLOCK_ENV] = args.s3_secret
     if args.deployment:
         from flows.deploy import require_server, trigger
         require_server()
-        return trigger(f"{args.flow}/{args.deployment}", config)
+        return trigger(f"{args.flow}/{args.deployment}", config,
+                       env={S3_SECRET_BLOCK_ENV: args.s3_secret} if args.s3_secret else None)
 
+    from flows.elicit import S3SecretError, s3_secret_env
+    from wow_core.store import StoreUnreachable
+    try:
+        with s3_secret_env(config.store):  # the flow takes them too (on a worker it is alone); this reads the reports
+            return _run_here(args.flow, config)
+    except (StoreUnreachable, S3SecretError) as err:  # Prefect logged the traceback; this is the line to read
+        print(f"wow: {err}", file=sys.stderr)
+        return 1
+
+
+def _run_here(flow: str, config) -> int:
     from wow_core.store import Store
     started = time.perf_counter()
-    if args.flow == "elicit":
+    if flow == "elicit":
         from flows.elicit import elicit
         reports = {"elicitation": elicit(config)}
-    elif args.flow == "align":
+    elif flow == "align":
         from flows.align import align
         reports = {"alignment": align(config)}
     else:

@@ -16,6 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PREFECT_YAML = ROOT / "deployments" / "prefect.yaml"
 WORK_POOLS = ("cpu", "gpu")
 GPU_TAG = "gpu"  # the tag of every task that loads a model (tasks/stages.py)
+# Names the Prefect Secret block with the S3 endpoint, credentials and region (read by flows/elicit.py):
+# set it in a worker's or work pool's environment, or `wow run --s3-secret NAME`.
+S3_SECRET_BLOCK_ENV = "WOW_S3_SECRET_BLOCK"
 
 
 def config_parameter(path: str) -> dict:
@@ -56,8 +59,9 @@ def setup(gpu_slots: int = 1) -> int:
                            "--prefect-file", str(PREFECT_YAML)], cwd=ROOT).returncode
 
 
-def trigger(deployment: str, config: ExperimentConfig, poll_seconds: float = 5) -> int:
+def trigger(deployment: str, config: ExperimentConfig, poll_seconds: float = 5, env: dict | None = None) -> int:
     """Run `deployment` ('flow/name') with `config` on a worker, wait for it and print its reports.
+    `env`: variables added to the flow run's environment (names of blocks, never secrets themselves).
 
     Returns 0 when the flow run completed, 1 otherwise."""
     from prefect import get_client
@@ -65,7 +69,8 @@ def trigger(deployment: str, config: ExperimentConfig, poll_seconds: float = 5) 
     from prefect.deployments import run_deployment
     from prefect.utilities.urls import url_for
 
-    run = run_deployment(deployment, parameters={"config": config.model_dump(mode="json")}, timeout=0)
+    run = run_deployment(deployment, parameters={"config": config.model_dump(mode="json")}, timeout=0,
+                         job_variables={"env": env} if env else None)
     print(f"flow run '{run.name}' of {deployment}: {url_for(run)}", flush=True)
     with get_client(sync_client=True) as client:
         while not (state := client.read_flow_run(run.id).state).is_final():

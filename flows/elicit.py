@@ -4,21 +4,26 @@ Fans out per dataset x generator for sampling (in question shards, so a crash lo
 shard) and per dataset x generator x evaluator x method for judging, then joins into one report.
 """
 import hashlib
+import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from prefect import flow, get_run_logger
+from prefect.blocks.system import Secret
+from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.filesystems import LocalFileSystem, RemoteFileSystem
 
+from flows.deploy import S3_SECRET_BLOCK_ENV
 from tasks.stages import (build_report, join_samples, judge_pairwise, judge_score, make_questions, method_pairs,
                           sample_shard)
 from wow_core.config import DatasetConfig, ExperimentConfig, ModelConfig
 from wow_core.datasets import get_dataset
 from wow_core.elicit import SELF_SIGNALS
 from wow_core.report import SELF
-from wow_core.store import Store, storage_options
+from wow_core.store import Store, StoreUnreachable, storage_options
 
 
 def with_cache_records(tasks: list, store: str) -> list:
@@ -29,6 +34,7 @@ def with_cache_records(tasks: list, store: str) -> list:
     in `_prefect/` too, through a RemoteFileSystem block as the tasks' result storage: Prefect accepts
     only a saved block there. The block holds the bucket path and timeouts, never credentials (s3fs
     reads those from the environment)."""
+    tasks = [t.with_options(on_failure=[_remember_failure]) for t in tasks]
     if "://" not in store:
         key_storage = LocalFileSystem(basepath=str(Path(store).expanduser().resolve() / "_prefect"))
         return [t.with_options(cache_policy=t.cache_policy.configure(key_storage=key_storage)) for t in tasks]
@@ -36,6 +42,87 @@ def with_cache_records(tasks: list, store: str) -> list:
     records = RemoteFileSystem(basepath=url, settings=storage_options(url))
     records.save(f"wow-records-{hashlib.sha256(url.encode()).hexdigest()[:16]}", overwrite=True)
     return [t.with_options(result_storage=records) for t in tasks]
+
+
+# Flow run id -> the exceptions its tasks finally failed with (after their retries), in order.
+_TASK_FAILURES: dict = {}
+
+
+def _remember_failure(task, task_run, state) -> None:
+    """on_failure hook (runs in the flow's process: the default thread-pool task runner)."""
+    error = getattr(state.data, "result", state.data)  # a result record around the exception, or the exception
+    if isinstance(error, BaseException):
+        _TASK_FAILURES.setdefault(task_run.flow_run_id, []).append(error)
+
+
+# The keys of the JSON value of the Prefect Secret block named by $WOW_S3_SECRET_BLOCK (or `wow run
+# --s3-secret NAME`), and the standard AWS variable, read by botocore, that each fills.
+S3_SECRET_KEYS = {"aws_access_key_id": "AWS_ACCESS_KEY_ID", "aws_secret_access_key": "AWS_SECRET_ACCESS_KEY",
+                  "aws_session_token": "AWS_SESSION_TOKEN", "endpoint_url": "AWS_ENDPOINT_URL",
+                  "region": "AWS_DEFAULT_REGION"}
+
+
+class S3SecretError(ValueError):
+    """The named Secret block is missing or malformed (the message names keys, never values)."""
+
+
+def s3_credentials(block: str) -> dict[str, str]:
+    """The AWS variables from Prefect Secret block `block`: its JSON value's keys are those of
+    S3_SECRET_KEYS (aws_access_key_id and aws_secret_access_key required)."""
+    try:
+        value = Secret.load(block).get()
+    except ValueError as err:
+        raise S3SecretError(f"{S3_SECRET_BLOCK_ENV}: no Prefect Secret block '{block}' ({err})") from None
+    if not isinstance(value, dict):
+        raise S3SecretError(f"Prefect Secret block '{block}' must hold a JSON object with keys among "
+                            f"{sorted(S3_SECRET_KEYS)}")
+    if unknown := sorted(set(value) - set(S3_SECRET_KEYS)):
+        raise S3SecretError(f"Prefect Secret block '{block}': unknown key(s) {unknown}; known: {sorted(S3_SECRET_KEYS)}")
+    if missing := [k for k in ("aws_access_key_id", "aws_secret_access_key") if not value.get(k)]:
+        raise S3SecretError(f"Prefect Secret block '{block}': missing {missing}")
+    return {S3_SECRET_KEYS[k]: str(v) for k, v in value.items() if v}
+
+
+@contextmanager
+def s3_secret_env(store: str):
+    """For an s3:// store with $WOW_S3_SECRET_BLOCK set: the Secret block's values as this process's AWS
+    variables while the block runs (tasks run in the flow's threads; botocore, the store and Prefect's
+    cache records all read them: one path for credentials), restored afterwards."""
+    block = os.environ.get(S3_SECRET_BLOCK_ENV)
+    variables = s3_credentials(block) if block and store.startswith(("s3://", "s3a://")) else {}
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextmanager
+def store_access(store: str):
+    """A flow body's access to its store: credentials from a Secret block (`s3_secret_env`), and a
+    clear error. When the flow fails because a task could not reach the store, it fails with that
+    task's StoreUnreachable (the store, the artifact, the client's error) rather than Prefect's
+    UnfinishedRun for the tasks downstream of it; likewise with the first failed task's own error."""
+    flow_run_id = FlowRunContext.get().flow_run.id
+    try:
+        with s3_secret_env(store):
+            yield
+    except StoreUnreachable:
+        raise
+    except Exception as err:
+        failures = _TASK_FAILURES.get(flow_run_id, [])
+        cause = next((f for f in failures if isinstance(f, StoreUnreachable)), failures[0] if failures else None)
+        if cause is None or cause is err:
+            raise
+        cause.__suppress_context__ = True  # the root cause, not the UnfinishedRun it led to
+        raise cause
+    finally:
+        _TASK_FAILURES.pop(flow_run_id, None)
 
 
 def proxy_judge(config: ExperimentConfig, ds: DatasetConfig, generator: str) -> ModelConfig | None:
@@ -105,8 +192,9 @@ def submit_elicitation(config: ExperimentConfig) -> Elicitation:
 @flow(name="elicit", log_prints=True)
 def elicit(config: ExperimentConfig) -> dict:
     """Run the wrong-over-wrong elicitation grid of `config` and write the AccWoW report."""
-    uris = submit_elicitation(config).report.result()  # raises if an upstream task failed
-    publish_elicitation(Store(config.store), uris)
+    with store_access(config.store):
+        uris = submit_elicitation(config).report.result()  # raises if an upstream task failed
+        publish_elicitation(Store(config.store), uris)
     get_run_logger().info("report: %s", uris["md"])
     return uris
 

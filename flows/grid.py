@@ -2,7 +2,7 @@
 from prefect import flow, get_run_logger
 
 from flows.align import publish_alignment, submit_alignment
-from flows.elicit import publish_elicitation, submit_elicitation
+from flows.elicit import publish_elicitation, store_access, submit_elicitation
 from wow_core.config import ExperimentConfig
 from wow_core.store import Store
 
@@ -11,11 +11,12 @@ from wow_core.store import Store
 def grid(config: ExperimentConfig) -> dict:
     """Elicitation report, and the alignment report when `config.alignment` is set: {elicitation, alignment}."""
     store = Store(config.store)
-    elicitation = submit_elicitation(config)
-    alignment = submit_alignment(config, elicitation) if config.alignment else None
-    out = {"elicitation": elicitation.report.result(), "alignment": alignment.result() if alignment else None}
-    publish_elicitation(store, out["elicitation"])
-    if out["alignment"]:
-        publish_alignment(store, out["alignment"])
+    with store_access(config.store):
+        elicitation = submit_elicitation(config)
+        alignment = submit_alignment(config, elicitation) if config.alignment else None
+        out = {"elicitation": elicitation.report.result(), "alignment": alignment.result() if alignment else None}
+        publish_elicitation(store, out["elicitation"])
+        if out["alignment"]:
+            publish_alignment(store, out["alignment"])
     get_run_logger().info("reports: %s", [r["md"] for r in out.values() if r])
     return out

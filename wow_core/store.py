@@ -9,12 +9,18 @@ each write the whole of the same content, so the last one wins and nothing is co
 
 On S3 (or MinIO and other S3-compatible servers), credentials, region and endpoint come from the
 standard AWS environment variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION,
-AWS_ENDPOINT_URL) or the AWS config files, read by botocore itself: nothing here sees them.
+AWS_ENDPOINT_URL) or the AWS config files, read by botocore itself: nothing here sees them. (The flows
+can fill those variables from a Prefect Secret block: `s3_secret_env` in flows/elicit.py.)
+
+A store that cannot be reached (after the client's own retries) raises `StoreUnreachable`, which names
+the store and the artifact being read or written, and never credentials.
 """
 import hashlib
 import io
 import json
+import re
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import fsspec
@@ -26,6 +32,34 @@ from pydantic import BaseModel
 # (botocore retries each call, AWS_MAX_ATTEMPTS times; the tasks retry on top). Listings are not cached:
 # another process may write an artifact after this one listed its folder.
 S3_OPTIONS = {"use_listings_cache": False, "config_kwargs": {"connect_timeout": 5, "read_timeout": 60}}
+
+
+class StoreUnreachable(ConnectionError):
+    """The store's server could not be reached: refused or reset connections, timeouts. The message
+    names the store, what was being done and to which artifact, and the client's own error."""
+
+
+def _connection_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [ConnectionError, TimeoutError]  # refused, reset, socket timeouts
+    try:  # s3fs (botocore, aiohttp) is optional: only s3:// stores need it
+        from botocore.exceptions import ConnectionError as BotoConnectionError, HTTPClientError
+        errors += [BotoConnectionError, HTTPClientError]  # endpoint unreachable, connect/read timeouts, resets
+    except ImportError:
+        pass
+    try:
+        from aiohttp import ClientConnectionError
+        errors.append(ClientConnectionError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+_CONNECTION_ERRORS = _connection_errors()
+
+
+def redact(text: str) -> str:
+    """`text` without the user:password@ part of any URL in it."""
+    return re.sub(r"(\w://)[^/\s@]*@", r"\1", text)
 
 
 def storage_options(url: str) -> dict:
@@ -60,10 +94,27 @@ class Store:
         """Where the artifact of `stage` with this content key lives; `label` is for humans."""
         return f"{self.url}/{stage}/{label}-{key[:20]}.{ext}"
 
+    @contextmanager
+    def _reaching(self, doing: str, uri: str):
+        """Turn the client's connection errors into one StoreUnreachable naming the store and artifact."""
+        try:
+            yield
+        except StoreUnreachable:
+            raise
+        except _CONNECTION_ERRORS as err:
+            cause = " ".join(f"{type(err).__name__}: {err}".split())
+            raise StoreUnreachable(redact(f"the store {self.url} could not be reached while {doing} {uri} "
+                                          f"({cause})")) from err
+
     def exists(self, uri: str) -> bool:
-        return self.fs.exists(uri)
+        with self._reaching("checking for", uri):
+            return self.fs.exists(uri)
 
     def _atomic_write(self, uri: str, data: bytes) -> str:
+        with self._reaching("writing", uri):
+            return self._write(uri, data)
+
+    def _write(self, uri: str, data: bytes) -> str:
         if not isinstance(self.fs, LocalFileSystem):
             self.fs.pipe_file(uri, data)  # one PUT (or one multipart upload): atomic on an object store
             return uri
@@ -96,7 +147,7 @@ class Store:
         return uri
 
     def read_bytes(self, uri: str) -> bytes:
-        with self.fs.open(uri, "rb") as f:
+        with self._reaching("reading", uri), self.fs.open(uri, "rb") as f:
             return f.read()
 
     def read_text(self, uri: str) -> str:

@@ -41,33 +41,57 @@ def wait_listening(port: int, proc: subprocess.Popen, timeout: float = 30) -> No
     raise RuntimeError(f"nothing listens on port {port} after {timeout} s")
 
 
+class Endpoint:
+    """A killable endpoint process: loopback port `port` (clients use `url`) forwarded to moto's port."""
+
+    def __init__(self, target: int):
+        self.target, self.port = target, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._proc = None
+        self.start()
+
+    def start(self) -> None:
+        self._proc = subprocess.Popen([sys.executable, __file__, str(self.port), str(self.target)])
+        wait_listening(self.port, self._proc)
+
+    def stop(self) -> None:
+        self._proc.kill()
+        self._proc.wait()
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            self.stop()
+
+
 class S3Server:
-    """moto on a private port behind a killable endpoint; `url` is what clients use."""
+    """moto on a private port behind a killable endpoint; `url` is what clients use. `endpoint()` adds
+    another endpoint to the same objects, so that runs can meet different faults at the same time."""
 
     def __init__(self, log_dir: Path):
-        self.storage_port, self.port = free_port(), free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.storage_port = free_port()
         self._log = open(log_dir / "moto.log", "w")
         self._moto = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.storage_port)],
                                       stdout=self._log, stderr=subprocess.STDOUT)
         wait_listening(self.storage_port, self._moto)
-        self._endpoint = None
-        self.start()
-        # Straight to moto, past the endpoint: sees what is stored while the endpoint is down.
+        self._endpoints = [Endpoint(self.storage_port)]
+        self.url, self.port = self._endpoints[0].url, self._endpoints[0].port
+        # Straight to moto, past the endpoints: sees what is stored while an endpoint is down.
         self.storage = fsspec.filesystem("s3", endpoint_url=f"http://127.0.0.1:{self.storage_port}", key=KEY_ID,
                                          secret=SECRET, skip_instance_cache=True, use_listings_cache=False)
 
+    def endpoint(self) -> Endpoint:
+        self._endpoints.append(Endpoint(self.storage_port))
+        return self._endpoints[-1]
+
     def start(self) -> None:
-        self._endpoint = subprocess.Popen([sys.executable, __file__, str(self.port), str(self.storage_port)])
-        wait_listening(self.port, self._endpoint)
+        self._endpoints[0].start()
 
     def stop(self) -> None:
-        self._endpoint.kill()
-        self._endpoint.wait()
+        self._endpoints[0].stop()
 
     def close(self) -> None:
-        if self._endpoint.poll() is None:
-            self.stop()
+        for endpoint in self._endpoints:
+            endpoint.close()
         self._moto.terminate()
         self._moto.wait(timeout=10)
         self._log.close()

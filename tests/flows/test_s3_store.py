@@ -1,6 +1,11 @@
 """The store on a real S3-compatible server (moto, started here) with the real model: the elicitation
-flow end to end on s3://, a cached rerun from a fresh process, and the faults production meets: the
-endpoint down for 30 s, down for good, and the run killed with SIGKILL."""
+flow end to end on s3://, a cached rerun from a fresh process with the credentials in a Prefect Secret
+block, and the faults production meets: the endpoint down for 30 s, down for good, and the run killed
+with SIGKILL.
+
+The three fault runs are `wow run` processes started together at the beginning (`fault_runs`), each
+through its own endpoint to the same moto, so their waits (the outage, retries, process starts) overlap
+the clean run and each other; each test then checks its own run's outcome."""
 import os
 import re
 import signal
@@ -8,11 +13,14 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.settings import PREFECT_API_URL
 from prefect.testing.utilities import prefect_test_harness
@@ -82,8 +90,17 @@ class WowRun:
         self.proc.wait(timeout=timeout)
         return self.proc.returncode, self.out.read_text(), self.err.read_text()
 
+    def __enter__(self):
+        return self
 
-def wait_for(s3: S3Server, pattern: str, run: WowRun, timeout: float = 300) -> list[str]:
+    def __exit__(self, *exc):
+        """Leave no run behind when a test gives up on it."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+def wait_for(s3: S3Server, pattern: str, run: WowRun, timeout: float = 600) -> list[str]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if found := s3.storage.glob(f"{BUCKET}/{pattern}"):
@@ -93,10 +110,11 @@ def wait_for(s3: S3Server, pattern: str, run: WowRun, timeout: float = 300) -> l
     raise AssertionError(f"no {pattern} after {timeout} s")
 
 
-def latest_flow_run_task_states(task_states) -> dict[str, list[str]]:
+def latest_flow_run(store_url: str):
+    """The latest flow run on `store_url` (other runs go on at the same time on other prefixes)."""
     with get_client(sync_client=True) as client:
-        run = client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=1)[0]
-    return task_states(run.state)
+        runs = client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=50)
+    return next(r for r in runs if r.parameters.get("config", {}).get("store") == store_url)
 
 
 def report(store_url: str) -> tuple[pd.DataFrame, str]:
@@ -125,8 +143,70 @@ def assert_only_whole_artifacts(s3: S3Server, prefix: str) -> list[str]:
     return keys
 
 
+def run_killed_after_first_shard(s3: S3Server, harness: str, tmp: Path) -> dict:
+    """A run SIGKILLed once its first shard is committed (its cache record is written after its artifact),
+    what it left in the bucket, then the same command again."""
+    config_path = config_file(tmp, "killed")
+    with WowRun(config_path, harness) as run:
+        wait_for(s3, "killed/_prefect/sample-*", run)
+        os.killpg(run.proc.pid, signal.SIGKILL)
+        run.wait(timeout=30)
+    shards = s3.storage.glob(f"{BUCKET}/killed/samples/shards/*")
+    assert_only_whole_artifacts(s3, "killed")
+    with WowRun(config_path, harness) as rerun:
+        returncode, out, err = rerun.wait(timeout=600)
+    return dict(config_path=config_path, shards_left=shards, returncode=returncode, err=err)
+
+
+def run_through_outage(s3: S3Server, harness: str, tmp: Path) -> dict:
+    """A run whose endpoint goes down for 30 s once its first shard is committed (production retries), or
+    longer if the run has not met the outage by then."""
+    endpoint = s3.endpoint()
+    config_path = config_file(tmp, "outage")
+    with WowRun(config_path, harness, AWS_ENDPOINT_URL=endpoint.url, PREFECT_LOGGING_LEVEL="INFO") as run:
+        wait_for(s3, "outage/_prefect/sample-*", run)
+        endpoint.stop()
+        down = time.monotonic()
+        try:
+            time.sleep(30)
+            # The other shard is still sampling; on a machine this busy it might not need the store within
+            # 30 s: then stay down until the run has met the outage (its task logs the failed call).
+            deadline = time.monotonic() + 120
+            while "could not be reached" not in run.err.read_text() and time.monotonic() < deadline:
+                time.sleep(0.5)
+            waited = run.proc.poll() is None  # the run waits the outage out
+        finally:
+            endpoint.start()
+        outage = time.monotonic() - down
+        returncode, out, err = run.wait(timeout=600)
+    return dict(config_path=config_path, waited=waited, returncode=returncode, out=out, err=err, outage=outage,
+                finished_after=time.monotonic() - down)
+
+
+def run_store_gone(s3: S3Server, harness: str, tmp: Path) -> dict:
+    """A run whose endpoint dies for good once its first shard is committed. botocore tries each call
+    once (AWS_MAX_ATTEMPTS=1, production: 5), so the run's end is set by the tasks' own retries."""
+    endpoint = s3.endpoint()
+    with WowRun(config_file(tmp, "gone"), harness, AWS_ENDPOINT_URL=endpoint.url, AWS_MAX_ATTEMPTS="1") as run:
+        wait_for(s3, "gone/_prefect/sample-*", run)
+        endpoint.stop()
+        down = time.monotonic()
+        returncode, out, err = run.wait(timeout=600)
+    return dict(returncode=returncode, out=out, err=err, failed_after=time.monotonic() - down)
+
+
 @pytest.fixture(scope="module")
-def clean_run(s3, harness, tmp_path_factory):
+def fault_runs(s3, harness, tmp_path_factory) -> dict[str, Future]:
+    """The three fault runs, started at once in fresh processes: {killed, outage, gone} -> its outcome."""
+    tmp = tmp_path_factory.mktemp("faults")
+    with ThreadPoolExecutor(3) as pool:
+        yield {name: pool.submit(fn, s3, harness, tmp) for name, fn in
+               [("killed", run_killed_after_first_shard), ("outage", run_through_outage), ("gone", run_store_gone)]}
+
+
+@pytest.fixture(scope="module")
+def clean_run(s3, harness, fault_runs, tmp_path_factory):
+    """The uninterrupted run, in this process (the fault runs, started first, go on meanwhile)."""
     config = load_config(config_file(tmp_path_factory.mktemp("cfg"), "clean"))
     started = time.monotonic()
     state = elicit(config, return_state=True)
@@ -180,71 +260,74 @@ def test_elicitation_end_to_end_on_s3(clean_run, s3):
         assert not [b.name for b in client.read_block_documents(include_secrets=True) if SECRET in str(b.data)]
 
 
-def test_rerun_in_fresh_process_reads_s3_and_runs_no_model(clean_run, harness, task_states, tmp_path):
+def test_rerun_in_fresh_process_with_credentials_from_a_secret_block_runs_no_model(clean_run, s3, harness,
+                                                                                   task_states, tmp_path):
+    """Another worker: a new PREFECT_HOME (no local result storage to fall back on) and no AWS variables
+    or files at all; endpoint, credentials and region come from a Prefect Secret block."""
     config, state = clean_run
-    # A new PREFECT_HOME: no local result storage to fall back on, as on another worker.
-    run = WowRun(config_file(tmp_path, "clean"), harness, PREFECT_HOME=str(tmp_path / "fresh-home"))
-    returncode, out, err = run.wait(timeout=300)
-    assert returncode == 0, err[-3000:]
-    assert report(config.store)[1] in out
-    assert SECRET not in out + err
-    states = latest_flow_run_task_states(task_states)
-    # Every task was a cache hit: no task body ran, so no model was loaded or called.
+    Secret(value={"aws_access_key_id": KEY_ID, "aws_secret_access_key": SECRET, "endpoint_url": s3.url,
+                  "region": "us-east-1"}).save("wow-s3-test", overwrite=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_CONFIG_FILE=str(tmp_path / "none"), AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+               PREFECT_API_URL=harness, PREFECT_HOME=str(tmp_path / "fresh-home"), PREFECT_LOGGING_LEVEL="DEBUG")
+    config_path = config_file(tmp_path, "clean")
+    done = subprocess.run([str(BIN / "wow"), "run", str(config_path), "--flow", "elicit", "--s3-secret", "wow-s3-test"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert report(config.store)[1] in done.stdout
+    run = latest_flow_run(config.store)
+    # Every task was a cache hit: records and results read back from S3, no task body ran, no model loaded.
+    states = task_states(run.state)
     assert states and {s for names in states.values() for s in names} == {"Cached"}, states
+    # The secret is in no output, no log on the server, no Prefect artifact, no object, no other block.
+    assert SECRET not in done.stdout + done.stderr
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
+        assert logs and not [log.message for log in logs if SECRET in log.message]
+        artifacts = client.read_artifacts()
+        assert artifacts and not [a.key for a in artifacts if SECRET in str(a.data) + str(a.description)]
+        assert not [b.name for b in client.read_block_documents(include_secrets=True)
+                    if SECRET in str(b.data) and b.name != "wow-s3-test"]
+        assert SECRET not in str(client.read_flow_run(run.id).parameters)
+    assert not [k for k in s3.storage.find(BUCKET) if SECRET.encode() in s3.storage.cat(k)]
 
 
-def test_sigkill_mid_run_then_rerun_redoes_only_unfinished_shards(clean_run, s3, harness, task_states, tmp_path):
-    config_path = config_file(tmp_path, "killed")
-    run = WowRun(config_path, harness)
-    # The first shard's cache record is committed after its artifact: kill once it is there.
-    wait_for(s3, "killed/_prefect/sample-*", run)
-    os.killpg(run.proc.pid, signal.SIGKILL)
-    run.wait(timeout=30)
-    assert len(s3.storage.glob(f"{BUCKET}/killed/samples/shards/*")) == 1
-    assert_only_whole_artifacts(s3, "killed")
-
-    config = load_config(config_path)
-    rerun = elicit(config, return_state=True)
-    states = task_states(rerun)
+def test_sigkill_mid_run_then_rerun_redoes_only_unfinished_shards(clean_run, fault_runs, task_states):
+    run = fault_runs["killed"].result(timeout=600)
+    assert len(run["shards_left"]) == 1  # and only whole artifacts (checked right after the kill)
+    assert run["returncode"] == 0, run["err"][-3000:]
+    config = load_config(run["config_path"])
+    states = task_states(latest_flow_run(config.store).state)
     assert sorted(states["sample_shard"]) == ["Cached", "Completed"]
     assert_same_report(config.store, clean_run[0].store)
 
 
-def test_endpoint_down_30_s_mid_run_and_back(clean_run, s3, harness, tmp_path):
-    config_path = config_file(tmp_path, "outage")
-    run = WowRun(config_path, harness, PREFECT_LOGGING_LEVEL="INFO")
-    wait_for(s3, "outage/_prefect/sample-*", run)
-    s3.stop()
-    down = time.monotonic()
-    try:
-        time.sleep(30)
-        assert run.proc.poll() is None  # the run waits the outage out
-    finally:
-        s3.start()
-    returncode, out, err = run.wait(timeout=300)
-    print(f"outage run: finished {time.monotonic() - down:.1f} s after the endpoint went down")
-    assert returncode == 0, err[-3000:]
-    assert "Could not connect to the endpoint URL" in err  # it did meet the outage
-    assert SECRET not in out + err
-    assert_same_report(load_config(config_path).store, clean_run[0].store)
+def test_endpoint_down_30_s_mid_run_and_back(clean_run, fault_runs):
+    run = fault_runs["outage"].result(timeout=600)
+    print(f"outage run: endpoint down {run['outage']:.1f} s; the run finished {run['finished_after']:.1f} s after "
+          "it went down")
+    assert run["waited"] and run["returncode"] == 0, run["err"][-3000:]
+    assert "Could not connect to the endpoint URL" in run["err"]  # it did meet the outage
+    assert 30 <= run["outage"] < 150
+    assert SECRET not in run["out"] + run["err"]
+    assert_same_report(load_config(run["config_path"]).store, clean_run[0].store)
 
 
-def test_endpoint_gone_for_good_fails_in_bounded_time_and_leaves_no_partial_artifact(s3, harness, tmp_path):
-    run = WowRun(config_file(tmp_path, "gone"), harness)
-    wait_for(s3, "gone/_prefect/sample-*", run)
-    s3.stop()
-    down = time.monotonic()
-    try:
-        returncode, out, err = run.wait(timeout=240)
-    finally:
-        s3.start()
-    failed_after = time.monotonic() - down
-    print(f"endpoint gone: the run failed {failed_after:.1f} s later")
-    # ~70 s of retries once the running shard first needs the store (it was still sampling).
-    assert returncode != 0 and failed_after < 200
-    assert "Finished in state Failed('Task run encountered an exception EndpointConnectionError: Could not " \
-           "connect to the endpoint URL" in err, err[-3000:]
-    assert SECRET not in out + err
+def test_endpoint_gone_for_good_fails_in_bounded_time_with_a_clear_error_and_no_partial_artifact(fault_runs, s3):
+    run = fault_runs["gone"].result(timeout=600)
+    print(f"endpoint gone: the run failed {run['failed_after']:.1f} s later")
+    # The shard that meets it may still be sampling; then each store call fails at once and the task's
+    # 3 retries wait 2 + 10 + 20 s.
+    assert run["returncode"] == 1 and run["failed_after"] < 150, run["err"][-3000:]
+    # `wow run` ends with one line naming the store, the artifact and the cause; never credentials.
+    last = run["err"].strip().splitlines()[-1]
+    assert re.fullmatch(rf"wow: the store s3://{BUCKET}/gone could not be reached while (writing|reading|checking "
+                        rf"for) s3://{BUCKET}/gone/\S+ \(EndpointConnectionError: Could not connect to the "
+                        rf"endpoint URL: .*\)", last), last
+    assert SECRET not in run["out"] + run["err"] and KEY_ID not in last
+    # The flow run's own final state says so too, not Prefect's UnfinishedRun for the report.
+    state = latest_flow_run(f"s3://{BUCKET}/gone").state
+    assert state.is_failed() and f"StoreUnreachable: the store s3://{BUCKET}/gone could not be reached" in state.message
     keys = assert_only_whole_artifacts(s3, "gone")
     assert len([k for k in keys if "/samples/shards/" in k]) == 1
     assert not [k for k in keys if "/reports/" in k]
