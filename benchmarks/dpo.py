@@ -3,12 +3,15 @@
 The same preference set (NLGraph shortest-path prompts with answers of realistic length), the same
 LoRA settings and seed; each variant trains in its own process so that its peak memory is its own.
 Prints pairs/s (pairs x epochs / wall time, the precomputation included) and peak RSS of each, and
-their ratios.
+their ratios. The two variants run at the same time, each on half the cores, so that whatever else the
+machine is doing slows both alike. Run one after the other on a shared machine, their ratio measured
+the load: one such run here gave 0.50x, the precomputing half having met more contention.
 
     .venv/bin/python benchmarks/dpo.py [--pairs 24] [--epochs 2] [--batch-size 4]
 """
 import argparse
 import json
+import os
 import platform
 import random
 import resource
@@ -65,12 +68,19 @@ def main() -> None:
     resolve_model_path("smollm2-135m")  # convert the packaged model before timing anything
     print(f"machine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
     print(f"{args.pairs} pairs x {args.epochs} epochs, batch {args.batch_size}, LoRA r16 on all projections, DPO sigmoid")
+    threads = str(max(1, torch.get_num_threads() // 2))
+    print(f"both variants at once, {threads} torch thread(s) each")
+    children = {variant: subprocess.Popen(
+        [sys.executable, __file__, "--child", variant, "--pairs", str(args.pairs), "--epochs", str(args.epochs),
+         "--batch-size", str(args.batch_size)], stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads})
+        for variant in ("recompute", "precompute")}
     results = {}
-    for variant in ("recompute", "precompute"):
-        out = subprocess.run([sys.executable, __file__, "--child", variant, "--pairs", str(args.pairs), "--epochs",
-                              str(args.epochs), "--batch-size", str(args.batch_size)],
-                             check=True, capture_output=True, text=True)
-        results[variant] = r = json.loads(out.stdout.strip().splitlines()[-1])
+    for variant, child in children.items():
+        out, _ = child.communicate()
+        if child.returncode:
+            raise SystemExit(f"{variant} run failed (exit {child.returncode})")
+        results[variant] = r = json.loads(out.strip().splitlines()[-1])
         print(f"reference log-probs {variant:>10}: {r['wall_s']:7.1f} s, {r['pairs_per_s']:.3f} pairs/s, "
               f"peak RSS {r['peak_rss_gb']:.2f} GB, train loss {r['train_loss']:.4f}")
     pre, re_ = results["precompute"], results["recompute"]
