@@ -13,10 +13,20 @@ from prefect.client.schemas.filters import FlowRunFilter
 BIN = Path(sys.executable).parent
 
 
-def _task_states(state) -> dict[str, list[str]]:
-    """Task name -> state names of one flow run, read back from the Prefect API."""
+def _task_states(state, settle_s: float = 60) -> dict[str, list[str]]:
+    """Task name -> state names of one flow run, read back from the Prefect API.
+
+    Task runs report their states to the server as events, which it writes in the background: right
+    after the flow returns, a busy server can still show some as Pending or Running. Read again until
+    every task run is in a final state (or `settle_s` has passed)."""
+    deadline = time.monotonic() + settle_s
     with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [state.state_details.flow_run_id]}))
+        while True:
+            runs = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id={"any_": [state.state_details.flow_run_id]}))
+            if all(r.state and r.state.is_final() for r in runs) or time.monotonic() > deadline:
+                break
+            time.sleep(1)
     out: dict[str, list[str]] = {}
     for r in runs:
         out.setdefault(r.name.rsplit("-", 1)[0], []).append(r.state.name)
