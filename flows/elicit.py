@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import fsspec
 from prefect import flow, get_run_logger
 from prefect.blocks.system import Secret
 from prefect.context import FlowRunContext
@@ -92,6 +93,7 @@ def s3_secret_env(store: str):
     variables = s3_credentials(block) if block and store.startswith(("s3://", "s3a://")) else {}
     saved = {name: os.environ.get(name) for name in variables}
     os.environ.update(variables)
+    _forget_s3_clients(variables)
     try:
         yield
     finally:
@@ -100,6 +102,14 @@ def s3_secret_env(store: str):
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+        _forget_s3_clients(variables)
+
+
+def _forget_s3_clients(changed: dict) -> None:
+    """fsspec hands out one cached S3 filesystem per set of options, with the endpoint and credentials
+    it was made with: after the variables change, the next store must make a new one."""
+    if changed:
+        fsspec.get_filesystem_class("s3").clear_instance_cache()
 
 
 @contextmanager

@@ -2,10 +2,21 @@
 import socket
 import time
 
+import fsspec
 import pandas as pd
 import pytest
 
 from wow_core.store import Store, StoreUnreachable, redact
+
+
+@pytest.fixture(autouse=True)
+def fresh_s3_clients():
+    # fsspec caches one S3 filesystem per set of options, endpoint included: the one made here, on a
+    # closed port, must not be what later tests' stores get.
+    s3 = fsspec.get_filesystem_class("s3")
+    s3.clear_instance_cache()
+    yield
+    s3.clear_instance_cache()
 
 
 def closed_port() -> int:
