@@ -70,26 +70,27 @@ def join_samples(shard_uris: list[str], dataset: str, generator: str, store: str
 
 @task(cache_policy=ArtifactKey(stage="judge"), tags=["gpu"], **IO_RETRIES)
 def judge_pairwise(samples_uri: str, dataset: str, model: ModelConfig, max_new_tokens: int,
-                   max_pairs_per_question: int | None, seed: int, store: str) -> str:
+                   max_pairs_per_question: int | None, seed: int, store: str, reasoning: bool = True) -> str:
     """The evaluator's pairwise verdicts on the WoW pairs, both orders."""
     key = stage_key("judge", locals())
     s = Store(store)
     uri = s.uri("judgments", f"{dataset}.{model.name}.pairwise", key, "parquet")
     if not _done(s, uri):
-        cfg = JudgeConfig(max_new_tokens=max_new_tokens, max_pairs_per_question=max_pairs_per_question, seed=seed)
+        cfg = JudgeConfig(max_new_tokens=max_new_tokens, max_pairs_per_question=max_pairs_per_question, seed=seed,
+                          reasoning=reasoning)
         s.write_table(uri, judge.pairwise_judgments(s.read_table(samples_uri), get_backend(model), cfg))
     return uri
 
 
 @task(cache_policy=ArtifactKey(stage="judge"), tags=["gpu"], **IO_RETRIES)
 def judge_score(samples_uri: str, dataset: str, model: ModelConfig, k: int, max_new_tokens: int, seed: int,
-                store: str) -> str:
+                store: str, reasoning: bool = True) -> str:
     """The evaluator's 0-5 scores of the wrong answers, k per prompt."""
     key = stage_key("judge", locals())
     s = Store(store)
     uri = s.uri("judgments", f"{dataset}.{model.name}.score_k{k}", key, "parquet")
     if not _done(s, uri):
-        cfg = JudgeConfig(max_new_tokens=max_new_tokens, seed=seed)
+        cfg = JudgeConfig(max_new_tokens=max_new_tokens, seed=seed, reasoning=reasoning)
         s.write_table(uri, judge.score_judgments(s.read_table(samples_uri), get_backend(model), cfg, k))
     return uri
 

@@ -6,7 +6,7 @@ import re
 
 import pandas as pd
 
-from wow_core.config import JudgeConfig, SamplingConfig
+from wow_core.config import JudgeConfig, ModelConfig, SamplingConfig
 from wow_core.datasets import knowledge_crosswords as kc
 from wow_core.datasets import nlgraph_shortest_path as sp
 from wow_core.elicit import method_pairs
@@ -223,3 +223,28 @@ def test_judges_see_answers_with_their_own_option_order_in_canonical_form():
     assert f"I think q=8.\n\n{OWN_ORDER_NOTE}blank 1: B (Emma)" in shown_3
     assert "The total weight is 5." not in shown_3  # its raw conclusion, in its own letters, is not shown
     assert "I think q=4.\n\nThe total weight is 3." in next(p for p in prompts if "q=4" in p)
+
+
+def test_judge_tasks_pass_the_reasoning_setting_on(tmp_path, monkeypatch):
+    # The tasks rebuild a JudgeConfig from their parameters: `reasoning` must reach it.
+    from tasks import stages
+    from wow_core.store import Store
+
+    def judge(conv):
+        q = qualities(conv[0]["content"])
+        if conv[-1]["content"] == "Preferred output:":
+            return f" {1 if q[0] > q[1] else 2}"
+        if conv[-1]["role"] == "assistant":
+            return f" {min(5, q[0] // 2)}"
+        return "I reason at length and reach no verdict."
+
+    monkeypatch.setattr(stages, "get_backend", lambda model: ScriptedBackend(judge=judge))
+    store = Store(str(tmp_path))
+    samples_uri = store.write_table(store.uri("samples", "sp", "0" * 40, "parquet"), judged_samples())
+    model = ModelConfig(name="m")
+    for reasoning, turn in ((False, "direct"), (True, "follow_up")):
+        pairwise = store.read_table(stages.judge_pairwise.fn(samples_uri, "nlgraph_shortest_path", model, 40, None, 0,
+                                                             store.url, reasoning))
+        scores = store.read_table(stages.judge_score.fn(samples_uri, "nlgraph_shortest_path", model, 1, 40, 0,
+                                                        store.url, reasoning))
+        assert set(pairwise.verdict_source) == set(scores.verdict_source) == {turn}
