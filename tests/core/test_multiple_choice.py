@@ -233,7 +233,7 @@ def test_read_records_names_lines_of_json_lines(tmp_path):
     ('{"id": "a", "q": "?", "options": ["x", "y"], "gold": 1}\n{"id": "b", "q": "?", "options": ["x", "y"], "gold": "1"}',
      r"d\.jsonl: line 2, field 'gold': expected an integer, got str '1'"),
     ('{"id": "a", "q": "?", "options": ["x", "y"], "gold": 1}\n["not", "an", "object"]',
-     r"d\.jsonl: line 2: expected an object, got list"),
+     r"d\.jsonl: line 2: expected a JSON object, got list"),
     ('{"id": "a", "q": "?", "options": ["x", "y"], "gold": 1}\n{"id": "a", "q": "?", "options": ["x", "y"], "gold": 0}',
      r"d\.jsonl: line 2: id 'a' is already used by line 1"),
     ('{"id": "a", "q": "?", "options": ["x", "y"], "gold": 2}',

@@ -322,14 +322,14 @@ def test_loader_json_lines_errors_name_the_line(tmp_path):
     with pytest.raises(ValueError, match=r"data\.jsonl: line 3, field 'answer_number': expected a decimal"):
         sb.load_questions(write(tmp_path, "\n".join(lines), "data.jsonl"))
     lines = [json.dumps(good_record()), '{"problem_text": "x",']
-    with pytest.raises(ValueError, match=r"data\.jsonl: invalid JSON at line 2, column \d+"):
+    with pytest.raises(ValueError, match=r"data\.jsonl: line 2: invalid JSON at column \d+"):
         sb.load_questions(write(tmp_path, "\n".join(lines), "data.jsonl"))
 
 
 def test_loader_invalid_json_and_wrong_types(tmp_path):
     with pytest.raises(ValueError, match=r"data\.json: invalid JSON at line 2, column \d+"):
         sb.load_questions(write(tmp_path, '[{"problem_text": "x",\n "unit": }]'))
-    with pytest.raises(ValueError, match=r"data\.json: record 1: expected an object, got str"):
+    with pytest.raises(ValueError, match=r"data\.json: record 1: expected a JSON object, got str"):
         sb.load_questions(write(tmp_path, [good_record(), "text"]))
 
 

@@ -51,7 +51,6 @@ entity per line (FActScore's `prompt_entities.txt`; blank lines skipped), and `k
 FActScore's `register_knowledge_source` takes, one record per line, {"title": str, "text": str} (other
 fields ignored). Every entity must be the title of one record.
 """
-import json
 import random
 import re
 from importlib.resources import files
@@ -59,6 +58,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from wow_core.backends.base import Backend, Conversation
+from wow_core.datasets.json_files import json_lines
 from wow_core.records import Question
 
 NAME = "bio_generation"
@@ -265,15 +265,7 @@ def _question(qid: str, entity: str, knowledge: str) -> Question:
 def _parse_knowledge(text: str, where: str) -> dict[str, tuple[str, int]]:
     """title -> (text, line number) of a knowledge source's lines; errors name `where`, line and field."""
     records: dict[str, tuple[str, int]] = {}
-    for line_no, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{where}: line {line_no}: invalid JSON at column {e.colno}: {e.msg}") from e
-        if not isinstance(record, dict):
-            raise ValueError(f"{where}: line {line_no}: expected a JSON object, got {type(record).__name__}")
+    for line_no, record in json_lines(text, where):
         for key in ("title", "text"):
             if key not in record:
                 raise ValueError(f"{where}: line {line_no}, field '{key}': missing")

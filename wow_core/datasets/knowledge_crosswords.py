@@ -37,11 +37,11 @@ the fraction of the three blanks filled with the gold option (0, 1/3, 2/3 or 1);
 three.
 """
 import itertools
-import json
 import random
 import re
 from pathlib import Path
 
+from wow_core.datasets.json_files import json_lines
 from wow_core.records import Question
 
 NAME = "knowledge_crosswords"
@@ -364,16 +364,8 @@ def load_questions(path: str) -> list[Question]:
     """
     stem = Path(path).stem
     questions = []
-    for line_no, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
+    for line_no, record in json_lines(Path(path).read_text(encoding="utf-8"), str(path)):
         where = f"{path}: line {line_no}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{where}: invalid JSON at column {e.colno}: {e.msg}") from e
-        if not isinstance(record, dict):
-            raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
         if "blanks" not in record:
             raise ValueError(f"{where}, field 'blanks': missing")
         blanks = _strings(record["blanks"], where, "blanks")

@@ -30,7 +30,6 @@ A dataset module states what sets it apart (its letters, its records, its prompt
 import difflib
 import functools
 import importlib
-import json
 import math
 import numbers
 import random
@@ -39,6 +38,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+from wow_core.datasets.json_files import json_records
 from wow_core.records import Question
 
 # Option letters as MMLU-Pro uses them; a question with k options uses the first k.
@@ -248,29 +248,6 @@ _JSON_SUFFIXES = (".json", ".jsonl")
 _DATASETS_BUILDERS = {".csv": "csv", ".parquet": "parquet"}
 
 
-def _json_records(path: str) -> list[tuple[str, dict]]:
-    """The records of a JSON array, or of JSON Lines whatever the extension (MedMCQA's release names
-    its JSON Lines ".json"), each with its location ("record N" or "line N")."""
-    text = Path(path).read_text(encoding="utf-8")
-    if text.lstrip().startswith("["):
-        try:
-            records = [(f"record {i}", r) for i, r in enumerate(json.loads(text))]
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from e
-    else:
-        records = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    records.append((f"line {n}", json.loads(line)))
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}: line {n}: invalid JSON at column {e.colno}: {e.msg}") from e
-    for location, record in records:
-        if not isinstance(record, dict):
-            raise ValueError(f"{path}: {location}: expected an object, got {type(record).__name__}")
-    return records
-
-
 def read_records(path: str) -> list[tuple[str, dict]]:
     """The records of a JSON, JSON Lines, CSV or Parquet file, each with its location in the file.
 
@@ -289,7 +266,7 @@ def read_records(path: str) -> list[tuple[str, dict]]:
     if not Path(path).is_file():
         raise ValueError(f"`path`: no such file {path!r}.")
     if suffix in _JSON_SUFFIXES:
-        return _json_records(path)
+        return json_records(path)
     import datasets  # imported here: it takes seconds, and generated questions never need it
 
     try:

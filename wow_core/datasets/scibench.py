@@ -43,12 +43,12 @@ Proxy (DESIGN.md: relative error mapped into [0, 1]). With g gold and a the answ
   so 0 scores 1 and every other answer 0 (no scale says which nonzero answer is less wrong).
 Arithmetic is exact (`Fraction` of the decimal strings), so 5 % off is correct and 5.0001 % is not.
 """
-import json
 import random
 import re
 from fractions import Fraction
 from pathlib import Path
 
+from wow_core.datasets.json_files import json_records
 from wow_core.datasets.nlgraph_shortest_path import canonical_number
 from wow_core.records import Question
 
@@ -198,35 +198,6 @@ def is_correct(question: Question, answer: str) -> bool:
 # SciBench files
 
 
-def _records(path: str) -> list[tuple[int, dict, str]]:
-    """(record index, record, "file: record k" or "file: line n" for messages) of a JSON array or a
-    JSON Lines file.
-
-    Raises:
-        ValueError: invalid JSON (file, line and column) or a record that is not an object.
-    """
-    text = Path(path).read_text(encoding="utf-8")
-    if text.lstrip().startswith("["):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from e
-        located = [(record, f"{path}: record {k}") for k, record in enumerate(data)]
-    else:
-        located = []
-        for n, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                located.append((json.loads(line), f"{path}: line {n}"))
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}: invalid JSON at line {n}, column {e.colno}: {e.msg}") from e
-    for record, where in located:
-        if not isinstance(record, dict):
-            raise ValueError(f"{where}: expected an object, got {type(record).__name__}")
-    return [(k, record, where) for k, (record, where) in enumerate(located)]
-
-
 def _field(record: dict, key: str, where: str, required: bool = True) -> str:
     if key not in record:
         if required:
@@ -269,7 +240,8 @@ def load_questions(path: str) -> list[Question]:
     """
     stem = Path(path).stem
     questions = []
-    for k, record, where in _records(path):
+    for k, (location, record) in enumerate(json_records(path)):
+        where = f"{path}: {location}"
         problem_text = _field(record, "problem_text", where)
         if not problem_text:
             raise ValueError(f"{where}, field 'problem_text': empty")
