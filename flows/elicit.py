@@ -178,13 +178,11 @@ def submit_elicitation(config: ExperimentConfig) -> Elicitation:
                 judge_model, j = config.model(ev), config.judge
                 asked = []
                 if "pairwise" in j.methods:
-                    uri = pair_task.submit(samples_uri, ds.name, judge_model, j.max_new_tokens,
-                                           j.max_pairs_per_question, j.seed, store, j.reasoning)
+                    uri = pair_task.submit(samples_uri, ds.name, judge_model, j, store)
                     asked.append(("pairwise", uri, ["pairwise", "pairwise_filtered"]))
                 if "score" in j.methods:
                     for k in j.score_k:
-                        uri = score_task.submit(samples_uri, ds.name, judge_model, k, j.max_new_tokens, j.seed, store,
-                                                j.reasoning)
+                        uri = score_task.submit(samples_uri, ds.name, judge_model, k, j, store)
                         asked.append((f"score_k{k}", uri, [f"score_k{k}"]))
                 for judge_method, uri, methods in asked:
                     out.judgments[(ds.tag, gen, ev, judge_method)] = uri

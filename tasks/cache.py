@@ -11,7 +11,7 @@ stage's version bumped. Task bodies also check the store before working, so a lo
 a lookup, never a model call.
 """
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import fsspec
@@ -36,8 +36,9 @@ STAGE_VERSIONS = {
     "train": train.VERSION,
     "alignment_report": f"{report.VERSION}.{evaluate.VERSION}",
 }
-NOT_IN_KEY = {ModelConfig: {"name", "api_key_env", "max_concurrency", "request_timeout", "max_retries", "retry_backoff"},
-              DatasetConfig: {"label"}}
+NOT_IN_KEY = {ModelConfig: frozenset({"name", "api_key_env", "max_concurrency", "request_timeout", "max_retries",
+                                      "retry_backoff"}),
+              DatasetConfig: frozenset({"label"})}
 
 
 def _file_sha256(path: str) -> str:
@@ -45,14 +46,19 @@ def _file_sha256(path: str) -> str:
         return hashlib.sha256(f.read()).hexdigest()
 
 
-def stage_key(stage: str, inputs: dict[str, Any]) -> str:
-    """Content key of a stage's artifact from the task's own parameters."""
+def stage_key(stage: str, inputs: dict[str, Any], unread: dict[str, frozenset[str]] | None = None) -> str:
+    """Content key of a stage's artifact from the task's own parameters.
+
+    `unread` names, per parameter, the fields of a config the task never reads (the score judge reads
+    no pairwise cap): they stay out of its key. Any other field is in it, so a setting added later
+    cannot be left out by omission."""
     parts: dict[str, Any] = {}
     for name, value in inputs.items():
         if value is None:
             continue  # an optional input left unset, like a setting at its default
         if isinstance(value, BaseModel):
-            value = value.model_dump(mode="json", exclude=NOT_IN_KEY.get(type(value)), exclude_defaults=True)
+            exclude = NOT_IN_KEY.get(type(value), frozenset()) | (unread or {}).get(name, frozenset())
+            value = value.model_dump(mode="json", exclude=set(exclude), exclude_defaults=True)
         parts[name] = value
     if isinstance(inputs.get("dataset_config"), DatasetConfig):
         # Questions depend on the dataset's code and, for a file, on the file's bytes.
@@ -71,6 +77,7 @@ def stage_key(stage: str, inputs: dict[str, Any]) -> str:
 class ArtifactKey(CachePolicy):
     """Cache on the content key of the stage's artifact (explicitly cross-run)."""
     stage: str = ""
+    unread: dict[str, frozenset[str]] = field(default_factory=dict)
 
     def compute_key(self, task_ctx, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs) -> str:
-        return f"{self.stage}-{stage_key(self.stage, inputs)}"
+        return f"{self.stage}-{stage_key(self.stage, inputs, self.unread)}"

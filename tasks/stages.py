@@ -68,30 +68,32 @@ def join_samples(shard_uris: list[str], dataset: str, generator: str, store: str
     return uri
 
 
-@task(cache_policy=ArtifactKey(stage="judge"), tags=["gpu"], **IO_RETRIES)
-def judge_pairwise(samples_uri: str, dataset: str, model: ModelConfig, max_new_tokens: int,
-                   max_pairs_per_question: int | None, seed: int, store: str, reasoning: bool = True) -> str:
+# The judge settings each judge task never reads: the rest of JudgeConfig is in its key and reaches it
+# whole, so a new judge setting cannot be dropped on the way (as `reasoning` once was).
+PAIRWISE_UNREAD = {"judge_config": frozenset({"methods", "score_k"})}
+SCORE_UNREAD = {"judge_config": frozenset({"methods", "score_k", "max_pairs_per_question"})}
+
+
+@task(cache_policy=ArtifactKey(stage="judge", unread=PAIRWISE_UNREAD), tags=["gpu"], **IO_RETRIES)
+def judge_pairwise(samples_uri: str, dataset: str, model: ModelConfig, judge_config: JudgeConfig, store: str) -> str:
     """The evaluator's pairwise verdicts on the WoW pairs, both orders."""
-    key = stage_key("judge", locals())
+    key = stage_key("judge", locals(), PAIRWISE_UNREAD)
     s = Store(store)
     uri = s.uri("judgments", f"{dataset}.{model.name}.pairwise", key, "parquet")
     if not _done(s, uri):
-        cfg = JudgeConfig(max_new_tokens=max_new_tokens, max_pairs_per_question=max_pairs_per_question, seed=seed,
-                          reasoning=reasoning)
-        s.write_table(uri, judge.pairwise_judgments(s.read_table(samples_uri), get_backend(model), cfg))
+        s.write_table(uri, judge.pairwise_judgments(s.read_table(samples_uri), get_backend(model), judge_config))
     return uri
 
 
-@task(cache_policy=ArtifactKey(stage="judge"), tags=["gpu"], **IO_RETRIES)
-def judge_score(samples_uri: str, dataset: str, model: ModelConfig, k: int, max_new_tokens: int, seed: int,
-                store: str, reasoning: bool = True) -> str:
+@task(cache_policy=ArtifactKey(stage="judge", unread=SCORE_UNREAD), tags=["gpu"], **IO_RETRIES)
+def judge_score(samples_uri: str, dataset: str, model: ModelConfig, k: int, judge_config: JudgeConfig,
+                store: str) -> str:
     """The evaluator's 0-5 scores of the wrong answers, k per prompt."""
-    key = stage_key("judge", locals())
+    key = stage_key("judge", locals(), SCORE_UNREAD)
     s = Store(store)
     uri = s.uri("judgments", f"{dataset}.{model.name}.score_k{k}", key, "parquet")
     if not _done(s, uri):
-        cfg = JudgeConfig(max_new_tokens=max_new_tokens, seed=seed, reasoning=reasoning)
-        s.write_table(uri, judge.score_judgments(s.read_table(samples_uri), get_backend(model), cfg, k))
+        s.write_table(uri, judge.score_judgments(s.read_table(samples_uri), get_backend(model), judge_config, k))
     return uri
 
 

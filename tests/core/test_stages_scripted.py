@@ -226,7 +226,7 @@ def test_judges_see_answers_with_their_own_option_order_in_canonical_form():
 
 
 def test_judge_tasks_pass_the_reasoning_setting_on(tmp_path, monkeypatch):
-    # The tasks rebuild a JudgeConfig from their parameters: `reasoning` must reach it.
+    # `reasoning` once got lost between the config and the judge: it must reach the backend's prompts.
     from tasks import stages
     from wow_core.store import Store
 
@@ -243,8 +243,9 @@ def test_judge_tasks_pass_the_reasoning_setting_on(tmp_path, monkeypatch):
     samples_uri = store.write_table(store.uri("samples", "sp", "0" * 40, "parquet"), judged_samples())
     model = ModelConfig(name="m")
     for reasoning, turn in ((False, "direct"), (True, "follow_up")):
-        pairwise = store.read_table(stages.judge_pairwise.fn(samples_uri, "nlgraph_shortest_path", model, 40, None, 0,
-                                                             store.url, reasoning))
-        scores = store.read_table(stages.judge_score.fn(samples_uri, "nlgraph_shortest_path", model, 1, 40, 0,
-                                                        store.url, reasoning))
+        config = JudgeConfig(max_new_tokens=40, reasoning=reasoning)
+        pairwise = store.read_table(stages.judge_pairwise.fn(samples_uri, "nlgraph_shortest_path", model, config,
+                                                             store.url))
+        scores = store.read_table(stages.judge_score.fn(samples_uri, "nlgraph_shortest_path", model, 1, config,
+                                                        store.url))
         assert set(pairwise.verdict_source) == set(scores.verdict_source) == {turn}

@@ -1,6 +1,7 @@
 """Cache keys: which settings reach a stage's key and which do not."""
-from wow_core.config import DatasetConfig, ModelConfig, SamplingConfig
+from wow_core.config import DatasetConfig, JudgeConfig, ModelConfig, SamplingConfig
 from tasks.cache import stage_key
+from tasks.stages import PAIRWISE_UNREAD, SCORE_UNREAD
 
 
 def sample_key(model: ModelConfig, sampling: SamplingConfig = SamplingConfig()) -> str:
@@ -32,3 +33,25 @@ def test_labels_and_transport_settings_are_not_in_the_key():
     q = {"store": "file:///s"}
     assert (stage_key("questions", {**q, "dataset_config": DatasetConfig(name="nlgraph_shortest_path", label="x")})
             == stage_key("questions", {**q, "dataset_config": DatasetConfig(name="nlgraph_shortest_path")}))
+
+
+def test_judge_keys_hold_the_settings_each_judge_reads():
+    def keys(**judge) -> tuple[str, str]:
+        inputs = {"samples_uri": "file:///s.parquet", "dataset": "nlgraph_shortest_path",
+                  "model": ModelConfig(name="m"), "judge_config": JudgeConfig(**judge), "store": "file:///s"}
+        return (stage_key("judge", inputs, PAIRWISE_UNREAD), stage_key("judge", {**inputs, "k": 5}, SCORE_UNREAD))
+
+    pairwise, score = keys()
+    # Which methods run and which batch sizes the score judge has: neither judge's verdicts change.
+    assert keys(methods=["pairwise", "score"], score_k=[1, 5]) == (pairwise, score)
+    # The pairwise cap changes only the pairwise judge's work.
+    capped = keys(max_pairs_per_question=2)
+    assert capped[0] != pairwise and capped[1] == score
+    # Settings both read reach both keys.
+    for changed in (keys(reasoning=False), keys(seed=1), keys(max_new_tokens=12)):
+        assert changed[0] != pairwise and changed[1] != score
+    # A judge setting added later is in both keys unless someone lists it as unread: this fails until
+    # the new field is tested above.
+    read = set(JudgeConfig.model_fields) - PAIRWISE_UNREAD["judge_config"]
+    assert read == {"max_new_tokens", "reasoning", "max_pairs_per_question", "seed"}
+    assert set(JudgeConfig.model_fields) - SCORE_UNREAD["judge_config"] == read - {"max_pairs_per_question"}
