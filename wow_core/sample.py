@@ -16,8 +16,10 @@ option. Each such prompt is sampled once.
 A dataset whose answer is the whole reply (a biography) sets `EXTRACTION_PROMPT = None`: no second
 turn is asked, `parse_direct` of the answer is the value (extraction_method 'direct', no
 extraction_output). A dataset whose proxy needs a model defines `score_answers(questions, values,
-judge) -> [(proxy, correct), ...]` in place of `proxy` and `is_correct`; it is called once per shard
-with the answers that have a value, and `sample_answers` must then be given the judge's backend.
+judge) -> [(proxy, correct, detail), ...]` in place of `proxy` and `is_correct`; it is called once per
+shard with the answers that have a value, and `sample_answers` must then be given the judge's backend.
+`detail` is what the judge's proxy rests on (a biography's facts and their verdicts), kept as JSON in
+the row's `proxy_detail` so that a score can be audited; rule-based proxies leave it None.
 """
 import hashlib
 import itertools
@@ -30,13 +32,14 @@ from wow_core.backends import Backend
 from wow_core.config import SamplingConfig
 from wow_core.records import Question
 
-VERSION = 3  # 2: the extraction turn's reply is prefilled; 3: per-sample prompts, `view` column
+# 2: the extraction turn's reply is prefilled; 3: per-sample prompts, `view` column; 4: `proxy_detail`
+VERSION = 4
 
 # prompt: the user turn this sample was asked; view: how it differs from `question`, as JSON ("{}": it
 # was asked `question` itself).
 SAMPLE_COLUMNS = ["dataset", "question_id", "question", "gold", "sample_idx", "prompt", "view", "answer", "n_tokens",
                   "finish_reason", "mean_logprob", "extraction_output", "extracted", "extraction_method",
-                  "proxy", "correct"]
+                  "proxy", "correct", "proxy_detail"]
 
 
 def questions_to_table(questions: list[Question]) -> pd.DataFrame:
@@ -75,12 +78,12 @@ def extract_answer(dataset: ModuleType, conclusion: str | None, answer: str, que
 
 
 def label_answers(dataset: ModuleType, questions: list[Question], values: list[str],
-                  judge: Backend | None = None) -> list[tuple[float, bool]]:
-    """(proxy, correct) of each extracted value: the dataset's `score_answers` with the judge when it
-    has one, else its `proxy` and `is_correct`."""
+                  judge: Backend | None = None) -> list[tuple[float, bool, dict | None]]:
+    """(proxy, correct, detail) of each extracted value: the dataset's `score_answers` with the judge
+    when it has one, else its `proxy` and `is_correct` (detail None)."""
     if hasattr(dataset, "score_answers"):
         return dataset.score_answers(questions, values, judge)
-    return [(dataset.proxy(q, v), dataset.is_correct(q, v)) for q, v in zip(questions, values)]
+    return [(dataset.proxy(q, v), dataset.is_correct(q, v), None) for q, v in zip(questions, values)]
 
 
 def sample_answers(questions: list[Question], dataset: ModuleType, backend: Backend,
@@ -128,10 +131,11 @@ def sample_answers(questions: list[Question], dataset: ModuleType, backend: Back
                 "sample_idx": idx, "prompt": text, "view": json.dumps(view or {}, sort_keys=True), "answer": a.text,
                 "n_tokens": a.n_tokens, "finish_reason": a.finish_reason,
                 "mean_logprob": a.mean_logprob, "extraction_output": conclusion, "extracted": value,
-                "extraction_method": how, "proxy": None, "correct": None,
+                "extraction_method": how, "proxy": None, "correct": None, "proxy_detail": None,
             })
     valued = [(q, row) for q, row in zip(asked_of, rows) if row["extracted"] is not None]
     labels = label_answers(dataset, [q for q, _ in valued], [row["extracted"] for _, row in valued], judge)
-    for (_, row), (proxy, correct) in zip(valued, labels, strict=True):
+    for (_, row), (proxy, correct, detail) in zip(valued, labels, strict=True):
         row["proxy"], row["correct"] = proxy, correct
+        row["proxy_detail"] = None if detail is None else json.dumps(detail)
     return pd.DataFrame(rows, columns=SAMPLE_COLUMNS)

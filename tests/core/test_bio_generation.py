@@ -66,6 +66,13 @@ FALSE = ["She was born in Paris in 1790.", "She was a famous opera singer.", "Sh
          "She died in 1901."]
 
 
+def scores(questions: list[Question], answers: list[str], judge) -> list[tuple[float, bool]]:
+    """(proxy, correct) of `score_answers`, checking that each detail holds as many verdicts as facts."""
+    labels = bg.score_answers(questions, answers, judge)
+    assert all(len(d["facts"]) == len(d["supported"]) for _, _, d in labels)
+    return [(proxy, correct) for proxy, correct, _ in labels]
+
+
 # ---------------------------------------------------------------------------------------------------
 # Proxy through the scripted judge
 
@@ -78,7 +85,7 @@ def test_gold_scores_one_and_generator_is_deterministic():
     for q in questions:
         assert q.text == f"Tell me a bio of {q.meta['entity']}." and q.gold == knowledge[q.meta["entity"]]
     judge = FactJudge()
-    assert bg.score_answers(questions, [q.gold for q in questions], judge) == [(1.0, True)] * 6
+    assert scores(questions, [q.gold for q in questions], judge) == [(1.0, True)] * 6
     assert len(judge.calls) == 2  # one batch of splits, one of support questions
     assert len(judge.calls[1]) == sum(len(sentences(q.gold)) for q in questions)
 
@@ -88,7 +95,7 @@ def test_every_packaged_entity_scores_its_own_text_one():
     assert len(knowledge) == 32 and all(6 <= len(sentences(text)) <= 10 for text in knowledge.values())
     questions = bg.generate_questions(32, seed=0)
     assert {q.meta["entity"] for q in questions} == set(knowledge)
-    assert all(score == (1.0, True) for score in bg.score_answers(questions, [q.gold for q in questions], FactJudge()))
+    assert all(score == (1.0, True) for score in scores(questions, [q.gold for q in questions], FactJudge()))
 
 
 def test_ladder_of_wrong_answers():
@@ -99,8 +106,8 @@ def test_ladder_of_wrong_answers():
               " ".join(true[:2] + FALSE[:2]),      # half
               " ".join(true[:1] + FALSE[:3]),      # 1 of 4
               " ".join(FALSE)]                     # none
-    scores = bg.score_answers([q] * len(ladder), ladder, FactJudge())
-    assert scores == [(1.0, True), (0.75, False), (0.5, False), (0.25, False), (0.0, False)]
+    assert scores([q] * len(ladder), ladder, FactJudge()) == [
+        (1.0, True), (0.75, False), (0.5, False), (0.25, False), (0.0, False)]
 
 
 def test_fact_checks_keep_facts_and_verdicts():
@@ -120,7 +127,8 @@ def test_no_facts_scores_zero_and_asks_no_support_question():
             return [gen("\n\n") for _ in conversations]
 
     judge = Silent()
-    assert bg.score_answers([question()], ["I do not know this person."], judge) == [(0.0, False)]
+    assert bg.score_answers([question()], ["I do not know this person."], judge) == [
+        (0.0, False, {"facts": [], "supported": []})]
     assert len(judge.calls) == 1
     assert bg.score_answers([], [], judge) == [] and len(judge.calls) == 1
 
@@ -146,7 +154,7 @@ def test_proxy_is_in_unit_interval():
     bios = [" ".join(rng.sample(true + FALSE, rng.randint(1, 8))) for _ in range(40)]
     flaky = FactJudge(verdict=lambda fact, reply: rng.choice([reply, " maybe", " No.", " Yes!"]))
     for judge in (FactJudge(), flaky):
-        for bio, (proxy, correct) in zip(bios, bg.score_answers([q] * len(bios), bios, judge)):
+        for bio, (proxy, correct) in zip(bios, scores([q] * len(bios), bios, judge)):
             assert 0.0 <= proxy <= 1.0 and correct == (proxy == 1.0)
 
 
@@ -229,7 +237,7 @@ def test_loader_reads_entity_list_over_a_knowledge_source():
     assert questions[2].text == "Tell me a bio of Hypatia of Alexandria."
     assert questions[0].gold == ("Ada Lovelace was an English mathematician. She was born on 10 December 1815 in London. "
                                  "She worked with Charles Babbage on the Analytical Engine.")  # whitespace made single
-    assert bg.score_answers(questions, [q.gold for q in questions], FactJudge()) == [(1.0, True)] * 3
+    assert scores(questions, [q.gold for q in questions], FactJudge()) == [(1.0, True)] * 3
 
 
 def test_loader_defaults_to_the_packaged_knowledge_and_config_passes_options(tmp_path):
@@ -316,6 +324,10 @@ def test_sample_answers_labels_with_the_judge_and_asks_no_extraction_turn():
     assert table.proxy.tolist()[:2] == [1.0, 0.5] and table.proxy.isna().tolist()[2]
     assert table.proxy.tolist()[3:] == [0.0, 0.25, 1.0]
     assert [None if c is None else bool(c) for c in table.correct] == [True, False, None, False, False, True]
+    # Each score keeps the facts and verdicts it rests on; the answer with no value was not judged.
+    half = json.loads(table.proxy_detail[1])
+    assert half == {"facts": t1[:2] + FALSE[:2], "supported": [True, True, False, False]}
+    assert table.proxy_detail.isna().tolist() == [False, False, True, False, False, False]
     assert table.extracted.tolist()[:2] == bios[q1.text][:2] and table.extracted.isna().tolist()[2]
     assert table.extraction_method.fillna("none").tolist() == ["direct", "direct", "none", "direct", "direct", "direct"]
     assert table.extraction_output.isna().all()

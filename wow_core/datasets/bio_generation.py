@@ -23,8 +23,8 @@ shown). An answer in which the judge finds no fact states nothing checkable: pro
 (every fact supported, at least one fact). FActScore retrieves passages of a Wikipedia article; a
 knowledge text of up to `EVIDENCE_WORDS` words is passed whole, a longer one as its `EVIDENCE_WORDS //
 PASSAGE_WORDS` passages of `PASSAGE_WORDS` words that share the most words with the fact, in text order.
-The hook the sampling stage calls is `score_answers(questions, answers, judge)`; `check_facts` returns
-the facts and verdicts behind each score.
+The hook the sampling stage calls is `score_answers(questions, answers, judge)`; the facts and verdicts
+behind each score (`check_facts`) are kept with the sample, in its `proxy_detail` column.
 
 Gold is the entity's knowledge text itself, so its proxy is 1 by construction: every one of its facts is
 in the knowledge source (a judge that confirms what the text states gives 1; a small judge may not).
@@ -239,13 +239,16 @@ def check_facts(questions: list[Question], biographies: list[str], judge: Backen
     return [FactCheck(fs, [next(verdicts) for _ in fs]) for fs in facts]
 
 
-def score_answers(questions: list[Question], answers: list[str], judge: Backend) -> list[tuple[float, bool]]:
-    """The sampling stage's hook: (proxy, correct) per answer, by `check_facts` (module docstring).
+def score_answers(questions: list[Question], answers: list[str],
+                  judge: Backend) -> list[tuple[float, bool, dict]]:
+    """The sampling stage's hook: (proxy, correct, detail) per answer, by `check_facts` (module docstring).
 
     Returns:
-        proxy = supported facts / facts in [0, 1] (0 when the judge finds no fact); correct = proxy 1.
+        proxy = supported facts / facts in [0, 1] (0 when the judge finds no fact); correct = proxy 1;
+        detail = {"facts": [...], "supported": [True | False | None, ...]}, what the score rests on.
     """
-    return [(check.proxy, check.correct) for check in check_facts(questions, answers, judge)]
+    return [(check.proxy, check.correct, {"facts": check.facts, "supported": check.supported})
+            for check in check_facts(questions, answers, judge)]
 
 
 def parse_direct(answer: str) -> str | None:
