@@ -2,6 +2,7 @@
 function, writes its artifact explicitly (Prefect's own result commit does not retry storage errors)
 and returns the artifact's URI. Model work carries the `gpu` tag."""
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -18,9 +19,33 @@ from wow_core.config import (DatasetConfig, JudgeConfig, ModelConfig, Preference
 from wow_core.datasets import get_dataset
 from wow_core.store import Store
 
-# Each store call already retries for ~4-9 s (botocore); with these a task outlives a ~40 s outage of
-# the object store, and fails about 70 s into one that lasts (docs/operations-storage.md).
-IO_RETRIES = dict(retries=3, retry_delay_seconds=[2, 10, 20])
+RETRY_DELAYS_ENV = "WOW_STORE_RETRY_DELAYS"
+
+
+def io_retries(value: str | None) -> dict:
+    """Prefect retry options from $WOW_STORE_RETRY_DELAYS: the seconds before each retry of a task,
+    comma-separated ("2,10,20", the default; "" for none).
+
+    Each store call already retries for ~4-9 s (botocore); with the default a task outlives a ~40 s
+    outage of the object store, and fails about 70 s into one that lasts (docs/operations-storage.md).
+
+    Raises:
+        ValueError: a delay that is not a number >= 0, naming the variable.
+    """
+    if value is None:
+        return dict(retries=3, retry_delay_seconds=[2, 10, 20])
+    try:
+        delays = [float(d) for d in value.split(",") if d.strip()]
+    except ValueError:
+        delays = [-1.0]
+    if any(d < 0 or d != d for d in delays):
+        raise ValueError(f"{RETRY_DELAYS_ENV}={value!r}: expected seconds before each retry, comma-separated, "
+                         "e.g. '2,10,20' (or '' for no retries)")
+    return dict(retries=len(delays), retry_delay_seconds=delays)
+
+
+# Read when the worker imports the tasks, so a worker's environment sets its own.
+IO_RETRIES = io_retries(os.environ.get(RETRY_DELAYS_ENV))
 
 
 def _done(store: Store, uri: str) -> bool:

@@ -2,9 +2,13 @@
 with their conclusions, verdicts map to the right samples in both orders, follow-ups are used only when
 needed, and text quoted from an answer never becomes a verdict."""
 import json
+import os
 import re
+import subprocess
+import sys
 
 import pandas as pd
+import pytest
 
 from wow_core.config import JudgeConfig, ModelConfig, SamplingConfig
 from wow_core.datasets import knowledge_crosswords as kc
@@ -249,3 +253,20 @@ def test_judge_tasks_pass_the_reasoning_setting_on(tmp_path, monkeypatch):
         scores = store.read_table(stages.judge_score.fn(samples_uri, "nlgraph_shortest_path", model, 1, config,
                                                         store.url))
         assert set(pairwise.verdict_source) == set(scores.verdict_source) == {turn}
+
+
+def test_store_retry_delays_come_from_the_environment():
+    from tasks.stages import io_retries
+
+    assert io_retries(None) == {"retries": 3, "retry_delay_seconds": [2, 10, 20]}
+    assert io_retries("5, 30,120") == {"retries": 3, "retry_delay_seconds": [5.0, 30.0, 120.0]}
+    assert io_retries("") == {"retries": 0, "retry_delay_seconds": []}
+    for bad in ("2,ten", "-1", "nan"):
+        with pytest.raises(ValueError, match=f"WOW_STORE_RETRY_DELAYS={bad!r}: expected seconds"):
+            io_retries(bad)
+    # A worker's environment reaches the tasks it imports.
+    probe = ("from tasks import stages; print([(t.retries, t.retry_delay_seconds) for t in "
+             "(stages.sample_shard, stages.judge_pairwise, stages.train_grid_point)])")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                         env={**os.environ, "WOW_STORE_RETRY_DELAYS": "1,7"}).stdout
+    assert out.strip() == str([(2, [1.0, 7.0])] * 3)
