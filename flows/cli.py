@@ -70,7 +70,11 @@ def main(argv: list[str] | None = None) -> int:
         return trigger(f"{args.flow}/{args.deployment}", config,
                        env={S3_SECRET_BLOCK_ENV: args.s3_secret} if args.s3_secret else None)
 
-    from flows.elicit import S3SecretError, s3_secret_env
+    try:
+        from flows.elicit import S3SecretError, s3_secret_env
+    except ValueError as err:  # the tasks read their settings from the environment when imported
+        print(f"wow: {err}", file=sys.stderr)
+        return 2
     from wow_core.store import StoreUnreachable
     try:
         with s3_secret_env(config.store):  # the flow takes them too (on a worker it is alone); this reads the reports

@@ -20,6 +20,8 @@ from wow_core.datasets import get_dataset
 from wow_core.store import Store
 
 RETRY_DELAYS_ENV = "WOW_STORE_RETRY_DELAYS"
+MAX_RETRIES = 50  # Prefect's own limit on retry delays
+MAX_RETRY_DELAY = 24 * 3600.0  # a longer wait is a typo ("inf", "1e400"), not a plan
 
 
 def io_retries(value: str | None) -> dict:
@@ -38,9 +40,10 @@ def io_retries(value: str | None) -> dict:
         delays = [float(d) for d in value.split(",") if d.strip()]
     except ValueError:
         delays = [-1.0]
-    if any(d < 0 or d != d for d in delays):
-        raise ValueError(f"{RETRY_DELAYS_ENV}={value!r}: expected seconds before each retry, comma-separated, "
-                         "e.g. '2,10,20' (or '' for no retries)")
+    if len(delays) > MAX_RETRIES or not all(0 <= d <= MAX_RETRY_DELAY for d in delays):  # also refuses nan
+        raise ValueError(f"{RETRY_DELAYS_ENV}={value!r}: expected up to {MAX_RETRIES} delays of 0 to "
+                         f"{MAX_RETRY_DELAY:.0f} seconds before each retry, comma-separated, e.g. '2,10,20' "
+                         "(or '' for no retries)")
     return dict(retries=len(delays), retry_delay_seconds=delays)
 
 

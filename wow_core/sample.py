@@ -137,5 +137,5 @@ def sample_answers(questions: list[Question], dataset: ModuleType, backend: Back
     labels = label_answers(dataset, [q for q, _ in valued], [row["extracted"] for _, row in valued], judge)
     for (_, row), (proxy, correct, detail) in zip(valued, labels, strict=True):
         row["proxy"], row["correct"] = proxy, correct
-        row["proxy_detail"] = None if detail is None else json.dumps(detail)
+        row["proxy_detail"] = None if detail is None else json.dumps(detail, ensure_ascii=False)
     return pd.DataFrame(rows, columns=SAMPLE_COLUMNS)

@@ -67,10 +67,8 @@ FALSE = ["She was born in Paris in 1790.", "She was a famous opera singer.", "Sh
 
 
 def scores(questions: list[Question], answers: list[str], judge) -> list[tuple[float, bool]]:
-    """(proxy, correct) of `score_answers`, checking that each detail holds as many verdicts as facts."""
-    labels = bg.score_answers(questions, answers, judge)
-    assert all(len(d["facts"]) == len(d["supported"]) for _, _, d in labels)
-    return [(proxy, correct) for proxy, correct, _ in labels]
+    """(proxy, correct) of `score_answers`, without the facts and verdicts behind them."""
+    return [(proxy, correct) for proxy, correct, _ in bg.score_answers(questions, answers, judge)]
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -349,7 +349,7 @@ def test_loader_answer_without_a_count_is_not_checked(tmp_path):
 def test_loader_wrong_types(tmp_path):
     with pytest.raises(ValueError, match="data.json: expected a JSON object"):
         bm.load_questions(write(tmp_path, [good_record()]))
-    with pytest.raises(ValueError, match="record '7': expected an object"):
+    with pytest.raises(ValueError, match="record '7': expected a JSON object"):
         bm.load_questions(write(tmp_path, {"7": "text"}))
     record = good_record()
     record["difficulty"] = 1

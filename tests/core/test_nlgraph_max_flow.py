@@ -310,7 +310,7 @@ def test_loader_wrong_stated_answer(tmp_path):
 def test_loader_wrong_types(tmp_path):
     with pytest.raises(ValueError, match="data.json: expected a JSON object"):
         mf.load_questions(write(tmp_path, [good_record()]))
-    with pytest.raises(ValueError, match="record '7': expected an object"):
+    with pytest.raises(ValueError, match="record '7': expected a JSON object"):
         mf.load_questions(write(tmp_path, {"7": "text"}))
     record = good_record()
     record["difficulty"] = 1

@@ -247,12 +247,17 @@ def test_judge_tasks_pass_the_reasoning_setting_on(tmp_path, monkeypatch):
     samples_uri = store.write_table(store.uri("samples", "sp", "0" * 40, "parquet"), judged_samples())
     model = ModelConfig(name="m")
     for reasoning, turn in ((False, "direct"), (True, "follow_up")):
-        config = JudgeConfig(max_new_tokens=40, reasoning=reasoning)
-        pairwise = store.read_table(stages.judge_pairwise.fn(samples_uri, "nlgraph_shortest_path", model, config,
-                                                             store.url))
-        scores = store.read_table(stages.judge_score.fn(samples_uri, "nlgraph_shortest_path", model, 1, config,
-                                                        store.url))
+        config = JudgeConfig(max_new_tokens=40, reasoning=reasoning, max_pairs_per_question=2)
+        inputs = {"samples_uri": samples_uri, "dataset": "nlgraph_shortest_path", "model": model,
+                  "judge_config": config, "store": store.url}
+        pairwise_uri = stages.judge_pairwise.fn(**inputs)
+        scores_uri = stages.judge_score.fn(**inputs, k=1)
+        pairwise, scores = store.read_table(pairwise_uri), store.read_table(scores_uri)
         assert set(pairwise.verdict_source) == set(scores.verdict_source) == {turn}
+        # Prefect's cache key is the key of the artifact the body writes.
+        for task, uri, extra in ((stages.judge_pairwise, pairwise_uri, {}), (stages.judge_score, scores_uri, {"k": 1})):
+            written = uri.rsplit("-", 1)[1].removesuffix(".parquet")  # the store names files by a prefix
+            assert task.cache_policy.compute_key(None, {**inputs, **extra}, {}).startswith(f"judge-{written}")
 
 
 def test_store_retry_delays_come_from_the_environment():
@@ -261,8 +266,9 @@ def test_store_retry_delays_come_from_the_environment():
     assert io_retries(None) == {"retries": 3, "retry_delay_seconds": [2, 10, 20]}
     assert io_retries("5, 30,120") == {"retries": 3, "retry_delay_seconds": [5.0, 30.0, 120.0]}
     assert io_retries("") == {"retries": 0, "retry_delay_seconds": []}
-    for bad in ("2,ten", "-1", "nan"):
-        with pytest.raises(ValueError, match=f"WOW_STORE_RETRY_DELAYS={bad!r}: expected seconds"):
+    assert io_retries(",".join(["1"] * 50))["retries"] == 50
+    for bad in ("2,ten", "-1", "nan", "inf", "1e400", "90000", ",".join(["1"] * 51)):
+        with pytest.raises(ValueError, match=f"WOW_STORE_RETRY_DELAYS={bad!r}: expected up to 50 delays"):
             io_retries(bad)
     # A worker's environment reaches the tasks it imports.
     probe = ("from tasks import stages; print([(t.retries, t.retry_delay_seconds) for t in "
@@ -270,3 +276,11 @@ def test_store_retry_delays_come_from_the_environment():
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                          env={**os.environ, "WOW_STORE_RETRY_DELAYS": "1,7"}).stdout
     assert out.strip() == str([(2, [1.0, 7.0])] * 3)
+
+
+def test_wow_run_names_a_bad_retry_setting_in_one_line():
+    probe = "import sys; from flows.cli import main; sys.exit(main(['run', 'configs/demo.yaml']))"
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "WOW_STORE_RETRY_DELAYS": "2,10,soon"})
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines()[-1].startswith("wow: WOW_STORE_RETRY_DELAYS='2,10,soon': expected up to")

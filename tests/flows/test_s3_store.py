@@ -80,9 +80,11 @@ class WowRun:
 
     def __init__(self, config: Path, api_url: str, **env):
         self.out, self.err = config.with_suffix(".out"), config.with_suffix(".err")
+        # The fault tests' bounds are those of the default store retries.
+        base = {k: v for k, v in os.environ.items() if k != "WOW_STORE_RETRY_DELAYS"}
         with open(self.out, "w") as out, open(self.err, "w") as err:
             self.proc = subprocess.Popen([str(BIN / "wow"), "run", str(config), "--flow", "elicit"], cwd=ROOT,
-                                         env={**os.environ, "PREFECT_API_URL": api_url, **env},
+                                         env={**base, "PREFECT_API_URL": api_url, **env},
                                          start_new_session=True, stdout=out, stderr=err)
 
     def wait(self, timeout: float) -> tuple[int, str, str]:

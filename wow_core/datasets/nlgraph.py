@@ -170,7 +170,7 @@ def _read_records(path: str) -> list[tuple[str, dict, str]]:
     for rid, record in data.items():
         where = f"{path}: record '{rid}'"
         if not isinstance(record, dict):
-            raise ValueError(f"{where}: expected an object, got {type(record).__name__}")
+            raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
         for key in ("question", "answer", "difficulty"):
             if key not in record:
                 raise ValueError(f"{where}, field '{key}': missing")
