@@ -4,7 +4,10 @@ The protocol is the paper's (Yao et al., §2): the evaluator reasons, then ends 
 line. Verdicts are parsed from the last line(s) only, so text the judge quotes from an answer (which
 may itself say "Preferred output: 2") never counts. When the reply does not end in a verdict, the
 evaluator is asked once more, in a follow-up turn, for the verdict line alone; when that fails too,
-the verdict is None, the raw text is kept, and the report counts it.
+the verdict is None, the raw text is kept, and the report counts it. Without reasoning
+(`JudgeConfig.reasoning` false) the prompt asks for the verdict alone and the reply is started with its
+first words: one short turn. The instruction sentences live here, not in the templates, so they are
+part of `VERSION`.
 """
 import hashlib
 import random
@@ -17,13 +20,18 @@ from wow_core.backends import Backend
 from wow_core.config import JudgeConfig
 from wow_core.elicit import wow_pairs
 
-VERSION = 3  # 2: answers are shown with their extracted conclusion; 3: canonical if asked in their own order
+# 2: answers are shown with their extracted conclusion; 3: canonical if asked in their own order; 4: prompts
+# without reasoning ask for the verdict alone, scores written "3.0" parse
+VERSION = 4
 
 _VERDICT_TAIL = r"[\s*.\"'`]*$"
 _LEAD = r"^[\s*#>\"'`-]*"
 PAIRWISE_VERDICT = re.compile(_LEAD + r"Preferred output\s*:?\s*\**\s*([12])" + _VERDICT_TAIL, re.IGNORECASE)
-SINGLE_SCORE = re.compile(_LEAD + r"Score\s*:\s*\**\s*([0-5])" + _VERDICT_TAIL, re.IGNORECASE)
-NUMBERED_SCORE = re.compile(_LEAD + r"Answer\s*(\d+)\s*:?\s*\**\s*Score\s*:\s*\**\s*([0-5])" + _VERDICT_TAIL, re.IGNORECASE)
+# A whole number; "3.0" is one too (small judges write it), "3.5" is not.
+_SCORE = r"([0-5])(?:\.0+)?"
+SINGLE_SCORE = re.compile(_LEAD + r"Score\s*:\s*\**\s*" + _SCORE + _VERDICT_TAIL, re.IGNORECASE)
+NUMBERED_SCORE = re.compile(_LEAD + r"Answer\s*(\d+)\s*:?\s*\**\s*Score\s*:\s*\**\s*" + _SCORE + _VERDICT_TAIL,
+                            re.IGNORECASE)
 
 
 def template(name: str) -> str:
@@ -82,20 +90,28 @@ def shown_answers(samples: pd.DataFrame) -> pd.Series:
     return pd.Series(text.to_numpy(), index=pd.MultiIndex.from_frame(samples[["question_id", "sample_idx"]]))
 
 
-def pairwise_prompt(question: str, output_1: str, output_2: str) -> str:
-    return template("pairwise").format(question=question, output_1=output_1, output_2=output_2)
+def pairwise_prompt(question: str, output_1: str, output_2: str, reasoning: bool = True) -> str:
+    """The pairwise question; with `reasoning`, it asks for reasoning first and the verdict on the last line
+    (the paper), else for the verdict alone (the reply is then started with the verdict's words)."""
+    instruction = ("First explain your reasoning in a few sentences. Then write your verdict on the last line"
+                   if reasoning else "Reply with your verdict only")
+    return template("pairwise").format(question=question, output_1=output_1, output_2=output_2,
+                                       verdict_instruction=instruction)
 
 
 def _score_lines(k: int) -> str:
     return "Score: <0-5>" if k == 1 else "\n".join(f"Answer {i}: Score: <0-5>" for i in range(1, k + 1))
 
 
-def score_prompt(question: str, answers: list[str]) -> str:
+def score_prompt(question: str, answers: list[str], reasoning: bool = True) -> str:
+    """The score question for `answers`; `reasoning` as in `pairwise_prompt`."""
     k = len(answers)
     block = "\n\n".join(f"Answer {i}:\n{a}" for i, a in enumerate(answers, 1))
     return template("score").format(
         question=question, answers=block, k_answers="one answer to it" if k == 1 else f"{k} answers to it",
-        k_lines="one line" if k == 1 else f"{k} lines, one per answer in order", score_lines=_score_lines(k))
+        k_lines="one line" if k == 1 else f"{k} lines, one per answer in order", score_lines=_score_lines(k),
+        verdict_instruction=("First explain your reasoning in a few sentences. Then end your reply with" if reasoning
+                             else "Reply with only"))
 
 
 def _ask(backend: Backend, prompts: list[str], follow_up: str, verdict_start: str, parse, max_new_tokens: int,
@@ -151,7 +167,8 @@ def pairwise_judgments(samples: pd.DataFrame, backend: Backend, config: JudgeCon
     question = samples.drop_duplicates("question_id").set_index("question_id")["question"]
     asks = [(p.dataset, p.question_id, p.i, p.j, first, second)
             for p in pairs.itertuples() for first, second in ((p.i, p.j), (p.j, p.i))]
-    prompts = [pairwise_prompt(question[q], answer[(q, a)], answer[(q, b)]) for _, q, _, _, a, b in asks]
+    prompts = [pairwise_prompt(question[q], answer[(q, a)], answer[(q, b)], config.reasoning)
+               for _, q, _, _, a, b in asks]
     results = _ask(backend, prompts, template("pairwise_verdict"), "Preferred output:", parse_pairwise_verdict,
                    config.max_new_tokens, config.reasoning)
     rows = []
@@ -181,7 +198,8 @@ def score_judgments(samples: pd.DataFrame, backend: Backend, config: JudgeConfig
         idxs = by_question[q]
         rng.shuffle(idxs)
         groups += [(q, idxs[s:s + k]) for s in range(0, len(idxs), k)]
-    prompts = [score_prompt(question.at[q, "question"], [answer[(q, i)] for i in g]) for q, g in groups]
+    prompts = [score_prompt(question.at[q, "question"], [answer[(q, i)] for i in g], config.reasoning)
+               for q, g in groups]
     follow_ups = [template("score_verdict").format(score_lines=_score_lines(len(g))) for _, g in groups]
     rows = []
     # Group sizes differ only in the last group of a question; ask each size with its own follow-up.

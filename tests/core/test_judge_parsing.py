@@ -32,6 +32,10 @@ def test_single_score():
     assert parse_scores("**Score: 0**", 1) == [0]
     assert parse_scores("Score: 6", 1) == [None]
     assert parse_scores("Score: 4.5", 1) == [None]
+    # A whole number written with a decimal point is that number (the 135M judge writes "0.0").
+    assert parse_scores("Score: 3.0", 1) == [3] and parse_scores("Score: 0.5", 1) == [None]
+    assert parse_scores("Answer 1: Score: 0.0\nAnswer 2: Score: 2.00", 2) == [0, 2]
+    assert parse_scores("Answer 1: Score: 0.0\nAnswer 2: Score: 2.5", 2) == [0, None]
     assert parse_scores("no score here", 1) == [None]
 
 
@@ -57,3 +61,18 @@ def test_prompts_carry_question_and_answers():
     s = score_prompt("Q?", ["a", "b"])
     assert "Answer 1:\na" in s and "Answer 2:\nb" in s and "Answer 2: Score: <0-5>" in s
     assert "Score: <0-5>" in score_prompt("Q?", ["a"]) and "Answer 1: Score" not in score_prompt("Q?", ["a"])
+
+
+def test_prompts_without_reasoning_ask_for_the_verdict_alone():
+    asked = {"pairwise": (pairwise_prompt("Q?", "x", "y"), pairwise_prompt("Q?", "x", "y", reasoning=False)),
+             "score": (score_prompt("Q?", ["a", "b"]), score_prompt("Q?", ["a", "b"], reasoning=False))}
+    for with_reasoning, without in asked.values():
+        assert "explain your reasoning" in with_reasoning and "reasoning" not in without
+        # Everything before the closing instruction is the same question.
+        cut = with_reasoning.index("First explain")
+        assert without[:cut] == with_reasoning[:cut]
+    assert asked["pairwise"][1].rstrip().endswith(
+        'Reply with your verdict only, exactly as "Preferred output: 1" or "Preferred output: 2".')
+    assert asked["score"][1].rstrip().endswith(
+        "Reply with only 2 lines, one per answer in order, exactly in this form:\nAnswer 1: Score: <0-5>\n"
+        "Answer 2: Score: <0-5>")
