@@ -204,7 +204,10 @@ def build_preference_set(spec: PreferenceSetConfig, evaluator: str | None, sourc
     return {"uri": uri, "n_pairs": len(s.read_table(uri))}
 
 
-@task(cache_policy=ArtifactKey(stage="train"), tags=["gpu"], **IO_RETRIES)
+# Prints are not logged here: `datasets` hashes functions with dill, which disassembles them into a
+# redirected stdout, and Prefect's print patch would send every bytecode line to the run's log. The
+# trainer's records reach the log through `train_adapter(log=...)` instead.
+@task(cache_policy=ArtifactKey(stage="train"), tags=["gpu"], log_prints=False, **IO_RETRIES)
 def train_grid_point(preference: dict, model: ModelConfig, train_config: TrainConfig, label: str,
                      store: str) -> dict:
     """A LoRA adapter trained on one preference set ({uri, n_pairs}) with one grid point's settings.
@@ -220,8 +223,9 @@ def train_grid_point(preference: dict, model: ModelConfig, train_config: TrainCo
             get_run_logger().warning("%s: %d pairs, nothing to train", label, len(table))
             return {"uri": None, "summary": {"n_train_pairs": len(table)}}
         with tempfile.TemporaryDirectory(prefix="wow-train-") as work:
+            logger = get_run_logger()
             train.train_adapter(resolve_model_path(model.path), table, train_config, work, model.device, model.dtype,
-                                model.system_prompt)
+                                model.system_prompt, log=lambda record: logger.info("%s: %s", label, record))
             shutil.rmtree(Path(work) / "checkpoints", ignore_errors=True)
             for name in ("training_log.json", "train_config.json"):
                 shutil.copy(Path(work) / name, Path(work) / "adapter" / name)

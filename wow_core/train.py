@@ -14,6 +14,7 @@ import json
 import sys
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -98,9 +99,12 @@ def release_freed_memory() -> None:
 
 
 def train_adapter(base_path: str, pairs: pd.DataFrame, config: TrainConfig, out: str | Path,
-                  device: str = "cpu", dtype: str = "float32", system_prompt: str | None = None) -> dict:
+                  device: str = "cpu", dtype: str = "float32", system_prompt: str | None = None,
+                  log: Callable[[dict], None] | None = None) -> dict:
     """Train a LoRA adapter on `pairs` (columns prompt, chosen, rejected) and save it under `out`;
     prompts are asked after `system_prompt` when the model is configured with one, as in sampling.
+    `log` receives each of the trainer's log records (loss, learning rate, eval loss...) as it is
+    written, instead of their being printed.
 
     Writes `out/adapter` (a PEFT folder), `out/training_log.json` (TRL's log history, timings) and
     `out/train_config.json`. Returns the summary written into the log.
@@ -112,7 +116,7 @@ def train_adapter(base_path: str, pairs: pd.DataFrame, config: TrainConfig, out:
         raise ValueError(f"a preference set needs at least 2 pairs to train and hold out, got {len(pairs)}")
     with DEVICE_LOCK:
         try:
-            return _train(base_path, pairs, config, Path(out), device, dtype, system_prompt)
+            return _train(base_path, pairs, config, Path(out), device, dtype, system_prompt, log)
         finally:
             # The trainer, its model copy and optimizer states are garbage now; hand their memory back
             # before the next model task, or a grid of trainings in one worker adds up its peaks.
@@ -121,8 +125,8 @@ def train_adapter(base_path: str, pairs: pd.DataFrame, config: TrainConfig, out:
 
 
 def _train(base_path: str, pairs: pd.DataFrame, config: TrainConfig, out: Path, device: str, dtype: str,
-           system_prompt: str | None) -> dict:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+           system_prompt: str | None, log: Callable[[dict], None] | None) -> dict:
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainerCallback
     torch.manual_seed(config.seed)
     tokenizer = AutoTokenizer.from_pretrained(base_path)
     if tokenizer.pad_token_id is None:
@@ -137,6 +141,13 @@ def _train(base_path: str, pairs: pd.DataFrame, config: TrainConfig, out: Path, 
     train, evaluation = split_eval(pairs, config.eval_fraction, config.seed)
     trainer = _trainer(model, tokenizer, config, to_conversations(train, system_prompt),
                        to_conversations(evaluation, system_prompt) if len(evaluation) else None, out, device)
+    if log is not None:
+        class Forward(TrainerCallback):
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                if state.is_local_process_zero and logs:
+                    log(dict(logs))
+        trainer.remove_callback(PrinterCallback)  # the records go to `log`, not to stdout as well
+        trainer.add_callback(Forward())
     started = time.perf_counter()
     result = trainer.train()
     seconds = time.perf_counter() - started

@@ -35,13 +35,21 @@ def margin(backend: TransformersBackend) -> float:
     return sum(logp(p, c) - logp(p, r) for p, c, r in zip(PAIRS.prompt, PAIRS.chosen, PAIRS.rejected)) / len(PAIRS)
 
 
-def test_dpo_moves_the_adapter_towards_the_chosen_answers_and_reloads(tmp_path):
-    summary = train_adapter(resolve_model_path("smollm2-135m"), PAIRS, TrainConfig(**TINY), tmp_path)
+def test_dpo_moves_the_adapter_towards_the_chosen_answers_and_reloads(tmp_path, capsys):
+    records = []
+    summary = train_adapter(resolve_model_path("smollm2-135m"), PAIRS, TrainConfig(**TINY), tmp_path,
+                            log=records.append)
     # 4 training pairs (1 held out), 2 per step, 2 epochs.
     assert (summary["n_train_pairs"], summary["n_eval_pairs"], summary["steps"]) == (4, 1, 4)
     assert summary["eval_loss"] is not None
     log = json.loads((tmp_path / "training_log.json").read_text())
     assert log["summary"] == summary and any("loss" in h for h in log["log_history"])
+    # `log` got every record the trainer wrote (one per step, one eval per epoch, the summary), and
+    # nothing was printed beside it.
+    losses = [(h["loss"], h["epoch"]) for h in log["log_history"] if "loss" in h]
+    assert [(r["loss"], r["epoch"]) for r in records if "loss" in r] == losses and len(losses) == 4
+    assert [r["eval_loss"] for r in records if "eval_loss" in r][-1] == summary["eval_loss"]
+    assert "'loss'" not in capsys.readouterr().out
     assert json.loads((tmp_path / "train_config.json").read_text())["learning_rate"] == TINY["learning_rate"]
     weights = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
     lora_b = [w for name, w in weights.items() if "lora_B" in name]

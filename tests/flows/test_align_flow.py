@@ -1,5 +1,7 @@
 """The grid flow (elicitation + alignment as one DAG) on the real packaged model: the alignment report,
 evaluation only on held-out questions, and a cached rerun that trains nothing."""
+import logging
+
 import pytest
 from prefect.testing.utilities import prefect_test_harness
 
@@ -35,14 +37,33 @@ def tiny_grid(store: str) -> ExperimentConfig:
     )
 
 
+class Records(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
 @pytest.fixture(scope="module")
 def first_run(harness, tmp_path_factory):
+    """The tiny grid's first run, and the task runs' log records at INFO (the suite logs WARNING and up)."""
     config = tiny_grid(str(tmp_path_factory.mktemp("store")))
-    return config, grid(config, return_state=True)
+    logger, handler = logging.getLogger("prefect.task_runs"), Records()
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        state = grid(config, return_state=True)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    return config, state, handler.records
 
 
 def test_alignment_report_and_held_out_evaluation(first_run):
-    config, state = first_run
+    config, state, _ = first_run
     assert state.is_completed()
     uris = state.result()["alignment"]
     store = Store(config.store)
@@ -69,8 +90,17 @@ def test_alignment_report_and_held_out_evaluation(first_run):
     assert len(adapters) == len(table.preference_set.unique())
 
 
+def test_training_logs_its_records_and_no_bytecode(first_run):
+    # `datasets` hashes the trainer's functions with dill, which disassembles them into a redirected
+    # stdout; with the flow's log_prints, Prefect's print patch logged each bytecode line (~1000 a training).
+    *_, records = first_run
+    training = [r.getMessage() for r in records if getattr(r, "task_run_name", "").startswith("train_grid_point")]
+    assert any("'loss':" in m for m in training) and any("'eval_loss':" in m for m in training)
+    assert not [m for m in training if "LOAD_" in m or "RETURN_VALUE" in m]
+
+
 def test_cached_rerun_trains_and_samples_nothing(first_run, monkeypatch, task_states):
-    config, state = first_run
+    config, state, _ = first_run
 
     def no_training(*args, **kwargs):
         raise AssertionError("a cached rerun trained")
