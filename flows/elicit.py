@@ -15,7 +15,7 @@ from prefect.blocks.system import Secret
 from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.filesystems import LocalFileSystem, RemoteFileSystem
+from prefect.filesystems import RemoteFileSystem
 
 from flows.deploy import S3_SECRET_BLOCK_ENV
 from tasks.stages import (build_report, join_samples, judge_pairwise, judge_score, make_questions, method_pairs,
@@ -31,14 +31,17 @@ def with_cache_records(tasks: list, store: str) -> list:
     """Keep Prefect's cache records inside the store, so every worker and later run finds them and
     deleting the store forgets them too.
 
-    A local store holds them in `_prefect/`. An object store holds whole records (result and metadata)
-    in `_prefect/` too, through a RemoteFileSystem block as the tasks' result storage: Prefect accepts
-    only a saved block there. The block holds the bucket path and timeouts, never credentials (s3fs
-    reads those from the environment)."""
+    The store's `_prefect/` holds whole records (result and metadata in one file) as the tasks' result
+    storage. Whole, because a record whose result lies elsewhere (Prefect's default: the metadata in
+    the cache policy's key storage, the result under the writer's own $PREFECT_HOME) fails the task
+    when another worker, user or home reads it, where an unreadable whole record is only a cache miss.
+    A local folder goes in as a path; an object store through a RemoteFileSystem block, because
+    Prefect accepts only a saved block there. The block holds the bucket path and timeouts, never
+    credentials (s3fs reads those from the environment)."""
     tasks = [t.with_options(on_failure=[_remember_failure]) for t in tasks]
     if "://" not in store:
-        key_storage = LocalFileSystem(basepath=str(Path(store).expanduser().resolve() / "_prefect"))
-        return [t.with_options(cache_policy=t.cache_policy.configure(key_storage=key_storage)) for t in tasks]
+        records = Path(store).expanduser().resolve() / "_prefect"
+        return [t.with_options(result_storage=records) for t in tasks]
     url = f"{store.rstrip('/')}/_prefect"
     records = RemoteFileSystem(basepath=url, settings=storage_options(url))
     records.save(f"wow-records-{hashlib.sha256(url.encode()).hexdigest()[:16]}", overwrite=True)

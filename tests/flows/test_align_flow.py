@@ -1,5 +1,6 @@
 """The grid flow (elicitation + alignment as one DAG) on the real packaged model: the alignment report,
-evaluation only on held-out questions, and a cached rerun that trains nothing."""
+evaluation only on held-out questions, a cached rerun that trains nothing, and one without Prefect's records
+that only looks in the store."""
 import logging
 
 import pytest
@@ -99,11 +100,12 @@ def test_training_logs_its_records_and_no_bytecode(first_run):
     assert not [m for m in training if "LOAD_" in m or "RETURN_VALUE" in m]
 
 
-def test_cached_rerun_trains_and_samples_nothing(first_run, monkeypatch, task_states):
+def rerun_without_models(first_run, monkeypatch, task_states) -> dict[str, list[str]]:
+    """The grid again, failing on any training or sampling: task name -> states."""
     config, state, _ = first_run
 
     def no_training(*args, **kwargs):
-        raise AssertionError("a cached rerun trained")
+        raise AssertionError("the rerun trained")
 
     monkeypatch.setattr(train_module, "train_adapter", no_training)
     backend = get_backend(config.model("smollm2-135m"))
@@ -111,6 +113,18 @@ def test_cached_rerun_trains_and_samples_nothing(first_run, monkeypatch, task_st
     again = grid(config, return_state=True)
     assert again.result() == state.result()
     assert backend.sequences_generated == before
-    states = task_states(again)
-    assert states["train_grid_point"] and set(states["train_grid_point"]) == {"Cached"}
-    assert all(s == "Cached" for names in states.values() for s in names), states
+    return task_states(again)
+
+
+def test_cached_rerun_trains_and_samples_nothing(first_run, monkeypatch, task_states):
+    states = rerun_without_models(first_run, monkeypatch, task_states)
+    assert states["train_grid_point"] and all(s == "Cached" for names in states.values() for s in names), states
+
+
+def test_lost_cache_records_cost_store_lookups_only(first_run, monkeypatch, task_states):
+    # Without Prefect's records every task body runs, finds its artifact in the store and returns the
+    # same URIs (reports and plots included) without loading a model.
+    config = first_run[0]
+    Store(config.store).fs.rm(f"{config.store}/_prefect", recursive=True)
+    states = rerun_without_models(first_run, monkeypatch, task_states)
+    assert states["train_grid_point"] and all(s == "Completed" for names in states.values() for s in names), states

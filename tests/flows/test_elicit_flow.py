@@ -3,6 +3,7 @@ report contents, a fully cached rerun, and a config change that redoes only what
 from itertools import combinations
 
 import pytest
+from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
 from prefect.testing.utilities import prefect_test_harness
 
 import wow_core.sample as sample_module
@@ -76,6 +77,18 @@ def test_rerun_is_fully_cached_and_calls_no_model(first_run, task_states):
     assert backend.sequences_generated == before
     states = task_states(again)
     assert states and all(s == "Cached" for names in states.values() for s in names), states
+
+
+def test_rerun_from_another_prefect_home_is_fully_cached(first_run, task_states, tmp_path):
+    # Another worker or user: its own $PREFECT_HOME, so its own default result storage. The store's
+    # records must be whole: a record whose result lay under the first run's home failed every task.
+    config, state = first_run
+    with temporary_settings({PREFECT_LOCAL_STORAGE_PATH: tmp_path / "other-home" / "storage"}):
+        again = elicit(config, return_state=True)
+    assert again.is_completed() and again.result() == state.result()
+    states = task_states(again)
+    assert states and all(s == "Cached" for names in states.values() for s in names), states
+    assert not (tmp_path / "other-home").exists()  # nothing was written outside the store
 
 
 def test_changed_field_redoes_only_what_depends_on_it(first_run, task_states):
