@@ -85,17 +85,27 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_here(flow: str, config) -> int:
+    from prefect.settings import PREFECT_API_URL
+
     from wow_core.store import Store
     started = time.perf_counter()
     if flow == "elicit":
-        from flows.elicit import elicit
-        reports = {"elicitation": elicit(config)}
+        from flows.elicit import elicit as run
     elif flow == "align":
-        from flows.align import align
-        reports = {"alignment": align(config)}
+        from flows.align import align as run
     else:
-        from flows.grid import grid
-        reports = grid(config)
+        from flows.grid import grid as run
+    state = run(config, return_state=True)
+    if not PREFECT_API_URL.value():
+        # The temporary server stops when this process ends: let it write the last task states first
+        # (on a cached rerun most are still queued). Best effort: the run's result comes first.
+        from flows.task_runs import recorded_task_runs
+        try:
+            recorded_task_runs(state.state_details.flow_run_id, settle_s=30)
+        except Exception as err:  # noqa: BLE001
+            print(f"wow: could not read the task runs back from the temporary server: {err}", file=sys.stderr)
+    result = state.result()  # raises the flow's error
+    reports = {"elicitation": result} if flow == "elicit" else {"alignment": result} if flow == "align" else result
     store = Store(config.store)
     for kind, uris in reports.items():
         if uris:

@@ -7,28 +7,17 @@ from pathlib import Path
 
 import pytest
 from s3_endpoint import free_port
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter
+
+from flows.task_runs import recorded_task_runs
 
 BIN = Path(sys.executable).parent
 
 
 def _task_states(state, settle_s: float = 60) -> dict[str, list[str]]:
-    """Task name -> state names of one flow run, read back from the Prefect API.
-
-    Task runs report their states to the server as events, which it writes in the background: right
-    after the flow returns, a busy server can still show some as Pending or Running. Read again until
-    every task run is in a final state (or `settle_s` has passed)."""
-    deadline = time.monotonic() + settle_s
-    with get_client(sync_client=True) as client:
-        while True:
-            runs = client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id={"any_": [state.state_details.flow_run_id]}))
-            if all(r.state and r.state.is_final() for r in runs) or time.monotonic() > deadline:
-                break
-            time.sleep(1)
+    """Task name -> state names of one flow run, as the server has recorded them once it has caught up
+    (flows/task_runs.py: states arrive as events it writes in the background)."""
     out: dict[str, list[str]] = {}
-    for r in runs:
+    for r in recorded_task_runs(state.state_details.flow_run_id, settle_s):
         out.setdefault(r.name.rsplit("-", 1)[0], []).append(r.state.name)
     return out
 
