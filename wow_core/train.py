@@ -77,8 +77,6 @@ def _trainer(model, tokenizer, config: TrainConfig, train, evaluation, out: Path
         args = DPOConfig(loss_type=[DPO_LOSSES[config.loss]], precompute_ref_log_probs=config.precompute_ref_log_probs,
                          **common)
         return DPOTrainer(args=args, **kwargs)
-    common.pop("activation_checkpointing")
-    common["gradient_checkpointing"] = config.activation_checkpointing
     if config.loss in CPO_LOSSES:
         from trl.experimental.cpo import CPOConfig, CPOTrainer
         extra = dict(cpo_alpha=0.0, simpo_gamma=config.simpo_gamma) if config.loss == "simpo" else {}
