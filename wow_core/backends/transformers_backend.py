@@ -119,10 +119,13 @@ class TransformersBackend:
         self.tokenizer = AutoTokenizer.from_pretrained(folder, padding_side="left")
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, config.dtype))
-        if config.adapter:
-            self.model = merged_adapter(self.model, config.adapter)
-        self.model.to(config.device).eval()
+        # Loading an adapter initialises LoRA weights from torch's global generator before it reads
+        # them: outside the lock that shifts another thread's seeded sampling.
+        with DEVICE_LOCK:
+            self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, config.dtype))
+            if config.adapter:
+                self.model = merged_adapter(self.model, config.adapter)
+            self.model.to(config.device).eval()
         self.device = torch.device(config.device)
         self.sequences_generated = 0   # counted so tests can tell that a cached run made no calls
 
