@@ -246,11 +246,10 @@ def build_alignment_report(name: str, base: list[dict], runs: list[dict], untrai
     uris = {"parquet": s.uri("reports", f"{name}.alignment", key, "parquet"),
             "md": s.uri("reports", f"{name}.alignment", key, "md")}
     # One reliability diagram per model and dataset, named the same whether built now or found.
-    pngs = [uris["md"][:-3] + f".{model}.{ds}.reliability.png"
-            for model in sorted({b["model"] for b in base}) for ds in dict.fromkeys(b["dataset"] for b in base
-                                                                                   if b["model"] == model)]
+    png = {(b["model"], b["dataset"]): uris["md"][:-3] + f".{b['model']}.{b['dataset']}.reliability.png"
+           for b in sorted(base, key=lambda b: b["model"])}
     if _done(s, uris["md"]):
-        return {**uris, "png": pngs}
+        return {**uris, "png": list(png.values())}
     tables = []
     for model in sorted({b["model"] for b in base}):
         base_samples = {b["dataset"]: s.read_table(b["uri"]) for b in base if b["model"] == model}
@@ -264,10 +263,9 @@ def build_alignment_report(name: str, base: list[dict], runs: list[dict], untrai
                                 and r["trained_on"] == tr and r["grid_point"] == g)
                         for t, tr, g in table[table["dataset"] == ds][["preference_set", "trained_on", "grid_point"]]
                         .drop_duplicates().itertuples(index=False)}
-            s.write_bytes(uris["md"][:-3] + f".{model}.{ds}.reliability.png",
-                          report.plot_reliability({"base": samples, **selected}, f"{model} on {ds}"))
+            s.write_bytes(png[model, ds], report.plot_reliability({"base": samples, **selected}, f"{model} on {ds}"))
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["model", *evaluate.TABLE_COLUMNS])
     s.write_table(uris["parquet"], table)
     s.write_text(uris["md"], report.render_alignment_markdown(name, table, runs, untrained,
-                                                              [p.rsplit("/", 1)[-1] for p in pngs]))
-    return {**uris, "png": pngs}
+                                                              [p.rsplit("/", 1)[-1] for p in png.values()]))
+    return {**uris, "png": list(png.values())}
