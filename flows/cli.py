@@ -91,10 +91,13 @@ def _run_here(flow: str, config) -> int:
     started = time.perf_counter()
     if flow == "elicit":
         from flows.elicit import elicit as run
+        kind = "elicitation"
     elif flow == "align":
         from flows.align import align as run
+        kind = "alignment"
     else:
         from flows.grid import grid as run
+        kind = None  # the grid returns its reports by kind
     state = run(config, return_state=True)
     if not PREFECT_API_URL.value():
         # The temporary server stops when this process ends: let it write the last task states first
@@ -105,7 +108,7 @@ def _run_here(flow: str, config) -> int:
         except Exception as err:  # noqa: BLE001
             print(f"wow: could not read the task runs back from the temporary server: {err}", file=sys.stderr)
     result = state.result()  # raises the flow's error
-    reports = {"elicitation": result} if flow == "elicit" else {"alignment": result} if flow == "align" else result
+    reports = {kind: result} if kind else result
     store = Store(config.store)
     for kind, uris in reports.items():
         if uris:
