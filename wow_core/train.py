@@ -8,6 +8,7 @@ paper's (Yao et al. 2024, §3): LoRA rank 16, alpha 16 on every attention and ML
 cosine, 3 epochs, beta 0.1, warmup 0.1, weight decay 1e-5; 10 % of the pairs are held out for an
 eval loss.
 """
+import contextlib
 import ctypes
 import gc
 import json
@@ -22,6 +23,7 @@ import torch
 
 from wow_core.backends.transformers_backend import DEVICE_LOCK
 from wow_core.config import TrainConfig
+from wow_core.engines import device_lease, release_device
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # CPO and ORPO live in trl.experimental
 
@@ -112,7 +114,14 @@ def train_adapter(base_path: str, pairs: pd.DataFrame, config: TrainConfig, out:
     """
     if len(pairs) < 2:
         raise ValueError(f"a preference set needs at least 2 pairs to train and hold out, got {len(pairs)}")
-    with DEVICE_LOCK:
+    # On a GPU an engine keeps its share of the memory for its life: wait until no engine call is in
+    # flight, stop the engines on this device (they start again when next asked) and hold it, or the
+    # training runs out of memory. On the CPU they share the machine's memory and stay up.
+    on_gpu = device.startswith("cuda")
+    with device_lease(device).exclusive() if on_gpu else contextlib.nullcontext(), DEVICE_LOCK:
+        for stopped in release_device(device) if on_gpu else []:
+            if log is not None:
+                log({"released": stopped})
         try:
             return _train(base_path, pairs, config, Path(out), device, dtype, system_prompt, log)
         finally:

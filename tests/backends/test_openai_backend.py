@@ -200,9 +200,3 @@ def test_fold_moves_the_prefilled_reply_into_the_last_user_turn():
     assert prefill == "The total weight is"
     assert folded == [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": "A."},
                       {"role": "user", "content": "Conclude.\n\nBegin your reply with exactly: The total weight is"}]
-
-
-@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed here")
-def test_vllm_backend_without_vllm_names_the_gpu_extra():
-    with pytest.raises(ImportError, match=r"wow\[gpu\]"):
-        get_backend(ModelConfig(name="m", backend="vllm", dtype="bfloat16"))

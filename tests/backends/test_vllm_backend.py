@@ -2,8 +2,6 @@
 packaged SmolLM2-135M in float32, checked against the transformers backend and a forward pass."""
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 
@@ -141,29 +139,10 @@ def test_unknown_model_fails_with_one_clear_error_naming_it(monkeypatch):
         VLLMServer(EngineSpec(model="/nowhere/model", label="x")).start()
 
 
-WATCHED_OWNER = """
-import subprocess, sys, time
-# The watchdog over a command whose own child is a grandchild of the watchdog, as vLLM's engine core is.
-p = subprocess.Popen([sys.executable, "-m", "wow_core.engines", "watch", str(__import__("os").getpid()), "--",
-                      "bash", "-c", "sleep 600 & sleep 600"], start_new_session=True)
-print(p.pid, flush=True)
-time.sleep(600)
-"""
-
-
-def test_a_killed_owner_leaves_no_engine_process_behind():
-    owner = subprocess.Popen([sys.executable, "-c", WATCHED_OWNER], stdout=subprocess.PIPE, text=True)
-    group = int(owner.stdout.readline())
-    time.sleep(1)
-    assert len(subprocess.run(["pgrep", "-g", str(group)], capture_output=True, text=True).stdout.split()) == 4  # watchdog, bash, its two sleeps
-    owner.kill()  # SIGKILL: the owner cannot stop anything itself
-    owner.wait()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(group, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.2)
-    else:
-        pytest.fail("the watched group outlived its owner by 10 s")
+def test_no_vllm_environment_says_how_to_make_one(monkeypatch, tmp_path):
+    monkeypatch.delenv(engines.VLLM_PYTHON_ENV, raising=False)
+    monkeypatch.setattr(engines, "CHECKOUT_VLLM_PYTHON", tmp_path / "missing" / "bin" / "python")
+    with pytest.raises(EngineError, match=r"scripts/setup.*WOW_VLLM_PYTHON"):
+        engines.vllm_python()
+    monkeypatch.setenv(engines.VLLM_PYTHON_ENV, "/opt/vllm/bin/python")
+    assert engines.vllm_python() == "/opt/vllm/bin/python"

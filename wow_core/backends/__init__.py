@@ -17,8 +17,18 @@ BACKENDS: dict[str, str] = {
 
 # Settings applied around a loaded model rather than in it (the temperature is the sampling stage's).
 PER_CONFIGURATION = {"name", "system_prompt", "temperature"}
+class ModelLoadError(RuntimeError):
+    """A configured model that could not be loaded (or its engine started); the message names it."""
+
+
 _loaded: dict[str, Backend] = {}
 _load_lock = threading.Lock()
+_loads = [0]
+
+
+def load_count() -> int:
+    """How many models this process has loaded (an engine started for one counts as its load)."""
+    return _loads[0]
 
 
 def get_backend(model: ModelConfig) -> Backend:
@@ -35,7 +45,12 @@ def get_backend(model: ModelConfig) -> Backend:
                 for other in [k for k, b in _loaded.items() if b.config.adapter]:
                     _loaded.pop(other).close()
             module, cls = BACKENDS[model.backend].split(":")
-            _loaded[key] = getattr(importlib.import_module(module), cls)(model)
+            try:
+                _loaded[key] = getattr(importlib.import_module(module), cls)(model)
+            except Exception as err:
+                raise ModelLoadError(f"model '{model.name}' ('{model.path}', backend {model.backend}) could not be "
+                                     f"loaded: {type(err).__name__}: {(str(err).splitlines() or [''])[0]}") from err
+            _loads[0] += 1
         backend = _loaded[key]
     return SystemPrompted(backend, model.system_prompt) if model.system_prompt else backend
 
@@ -60,4 +75,4 @@ class SystemPrompted:
         return self.backend.generate(self._prefixed(conversations), max_new_tokens=max_new_tokens)
 
 
-__all__ = ["BACKENDS", "Backend", "Conversation", "get_backend"]
+__all__ = ["BACKENDS", "Backend", "Conversation", "ModelLoadError", "get_backend", "load_count"]

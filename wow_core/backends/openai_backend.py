@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 RETRY_STATUSES = {408, 429} | set(range(500, 600)) - {501, 505}  # 501, 505: the server will never do it
 MAX_BACKOFF = 60.0
 SEED_MODULUS = 2**31  # llama.cpp reads the seed as uint32 and some servers as int32
+DEFAULT_CONCURRENCY = 8  # an endpoint's rate limits are unknown
 
 
 class EndpointError(RuntimeError):
@@ -123,7 +124,7 @@ class OpenAIBackend:
 
     async def _complete(self, conversations: list[Conversation], n: int, sampling: dict,
                         seed: int) -> list[list[Generation]]:
-        limit = self.config.max_concurrency
+        limit = self.config.max_concurrency or DEFAULT_CONCURRENCY
         headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
         async with httpx.AsyncClient(headers=headers, timeout=self.config.request_timeout,
                                      limits=httpx.Limits(max_connections=limit)) as client:

@@ -14,6 +14,7 @@ with the engine's log named. An adapted model (`adapter`) is served as `ModelCon
 is the base model's own), or 'merged', the adapter merged into a copy of the weights with an engine
 of its own, stopped and deleted when the next adapted model replaces it.
 """
+import atexit
 import hashlib
 import json
 import shutil
@@ -26,11 +27,18 @@ from wow_core.backends.base import Conversation
 from wow_core.backends.openai_backend import EngineDied, Endpoint, OpenAIBackend
 from wow_core.backends.transformers_backend import model_cache_dir, resolve_model_path
 from wow_core.config import ModelConfig
-from wow_core.engines import EngineError, EngineSpec, get_engine, stop_engine
+from wow_core.engines import EngineError, EngineSpec, device_lease, get_engine, stop_engine
 from wow_core.records import Generation
 
 MAX_LORA_RANK = 64  # LoRA buffers are sized for this rank; the paper's adapters use 16
 DEFAULT_CONCURRENCY = 64  # requests in flight: the engine batches their sequences itself
+_merged_here: set[str] = set()  # merged weights this process made: deleted when it exits
+
+
+@atexit.register
+def _delete_merged() -> None:
+    for folder in _merged_here:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def local_adapter(adapter: str) -> str:
@@ -61,6 +69,7 @@ def merged_folder(base: str, adapter: str, dtype: str) -> str:
     model.save_pretrained(tmp)
     AutoTokenizer.from_pretrained(base).save_pretrained(tmp)
     tmp.rename(folder)
+    _merged_here.add(str(folder))
     return str(folder)
 
 
@@ -101,7 +110,14 @@ class VLLMBackend:
                                               alive=engine.healthy, vllm=True))
 
     def _call(self, ask):
-        """`ask(client)` against the engine; restarts a dead engine once and asks again."""
+        """`ask(client)` against the engine; restarts a dead engine once and asks again. On a GPU the
+        call holds the device's shared lease, so that no training takes the memory under it."""
+        if not self.spec.on_gpu:
+            return self._ask(ask)
+        with device_lease(self.spec.device).shared():
+            return self._ask(ask)
+
+    def _ask(self, ask):
         for attempt in range(2):
             engine = get_engine(self.spec)
             starts = engine.starts
