@@ -10,19 +10,19 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.futures import PrefectFuture
 
-from flows.elicit import Elicitation, proxy_judge, store_access, submit_elicitation, with_cache_records
-from tasks.stages import (build_alignment_report, build_preference_set, join_samples, sample_shard, split_heldout,
-                          train_grid_point)
+from flows.elicit import (Elicitation, model_units, proxy_judge, store_access, submit_elicitation,
+                          with_cache_records)
+from flows.units import UnitCall, Units, report_loads
+from tasks.stages import build_alignment_report, build_preference_set, join_samples, split_heldout
 from wow_core.config import ExperimentConfig
 from wow_core.store import Store
 
 
-def submit_alignment(config: ExperimentConfig, elicitation: Elicitation) -> PrefectFuture:
+def submit_alignment(config: ExperimentConfig, elicitation: Elicitation, units: Units) -> PrefectFuture:
     """Submit the alignment graph of `config` on top of `elicitation`; returns the report's future."""
     a, store = config.alignment, config.store
-    split_t, pref_t, train_t, shard_t, join_t, report_t = with_cache_records(
-        [split_heldout, build_preference_set, train_grid_point, sample_shard, join_samples, build_alignment_report],
-        store)
+    split_t, pref_t, join_t, report_t = with_cache_records(
+        [split_heldout, build_preference_set, join_samples, build_alignment_report], store)
     by_tag = {d.tag: d for d in config.datasets}
     trained_on = a.datasets or list(by_tag)
     evaluated_on = list(by_tag) if a.transfer else trained_on
@@ -30,18 +30,37 @@ def submit_alignment(config: ExperimentConfig, elicitation: Elicitation) -> Pref
                                   by_tag[tag].name, store) for tag in evaluated_on}
     splits = {tag: f.result() for tag, f in splits.items()}
 
-    def heldout_answers(tag: str, model, label: str, base: str) -> PrefectFuture:
-        # A proxy that needs a model is labelled by the base model's judge, the same for base and adapters.
-        split, step, judge = splits[tag], a.eval.shard_size, proxy_judge(config, by_tag[tag], base)
-        shards = [shard_t.submit(split["heldout_uri"], start, min(start + step, split["n_heldout"]), by_tag[tag].name,
-                                 model, a.eval, store, judge) for start in range(0, split["n_heldout"], step)]
-        return join_t.submit(shards, by_tag[tag].name, label, store)
+    def heldout_answers(base: str, models: list, grouped: bool) -> list[dict[str, PrefectFuture]]:
+        """Held-out answers of each of `models` (the base model `base` or its adapted versions) on every
+        evaluated dataset, {tag: samples URI} per model, as units of `base`; `grouped`: one model's
+        answers after another's (an adapted model is loaded after the one before is done)."""
+        calls, owners = [], []
+        for m, model in enumerate(models):
+            for tag in evaluated_on:
+                # A proxy that needs a model is labelled by the base model's judge, the same for all.
+                split, step, judge = splits[tag], a.eval.shard_size, proxy_judge(config, by_tag[tag], base)
+                for start in range(0, split["n_heldout"], step):
+                    owners.append((m, tag))
+                    calls.append(UnitCall("sample_shard", dict(
+                        questions_uri=split["heldout_uri"], start=start, stop=min(start + step, split["n_heldout"]),
+                        dataset=by_tag[tag].name, model=model, sampling=a.eval, store=store, judge_model=judge),
+                        group=model.name if grouped else None))
+        futures = units.map(base, "evaluate", calls)
+        return [{tag: join_t.submit([f for f, o in zip(futures, owners) if o == (m, tag)], by_tag[tag].name,
+                                    model.name, store) for tag in evaluated_on} for m, model in enumerate(models)]
+
+    def evaluate_adapters(name: str, mine: list[dict]) -> None:
+        for run, answers in zip(mine, heldout_answers(name, [r.pop("adapted") for r in mine], grouped=True)):
+            run["samples"] = {run["trained_on"]: answers[run["trained_on"]],
+                              **{d: u for d, u in answers.items() if d != run["trained_on"]}}
 
     base, trainings = [], []
     grid = a.grid_points()
     for name in config.aligned_models():
         model = config.model(name)
-        base += [{"model": name, "dataset": tag, "uri": heldout_answers(tag, model, name, name)} for tag in evaluated_on]
+        [answers] = heldout_answers(name, [model], grouped=False)
+        base += [{"model": name, "dataset": tag, "uri": uri} for tag, uri in answers.items()]
+        sets, calls = [], []
         for tag in trained_on:
             for spec in a.preference_sets:
                 evaluator = (spec.evaluator or name) if spec.judged else None
@@ -55,8 +74,14 @@ def submit_alignment(config: ExperimentConfig, elicitation: Elicitation) -> Pref
                 pset = pref_t.submit(spec, evaluator, sources, splits[tag]["train_ids"], a.max_pairs, a.pair_seed,
                                      label, store)
                 for g, point in enumerate(grid):
-                    trainings.append((name, tag, set_tag, g, point, pset,
-                                      train_t.submit(pset, model, point, f"{label}.g{g}", store)))
+                    sets.append((name, tag, set_tag, g, point, pset))
+                    calls.append(UnitCall("train_grid_point", dict(preference=pset, model=model, train_config=point,
+                                                                   label=f"{label}.g{g}", store=store)))
+        trainings += [(*s, f) for s, f in zip(sets, units.map(name, "train", calls))]
+
+    # Each adapter is evaluated on every dataset, one adapter after another. Here: each as soon as it
+    # is trained (beside the next training). On workers: a model's adapters in batches once all are
+    # trained, so that a batch's adapters share one engine of the base model.
     runs, untrained = [], []
     for name, tag, set_tag, g, point, pset, training in trainings:
         result = training.result()
@@ -65,12 +90,15 @@ def submit_alignment(config: ExperimentConfig, elicitation: Elicitation) -> Pref
                 untrained.append({"model": name, "preference_set": set_tag, "trained_on": tag,
                                   "n_pairs": pset.result()["n_pairs"]})
             continue
-        adapted = config.model(name).model_copy(update={"adapter": result["uri"], "name": f"{name}+{set_tag}+g{g}"})
-        settings = {k: getattr(point, k) for k in a.grid}
-        runs.append({"model": name, "preference_set": set_tag, "trained_on": tag, "grid_point": g, "train": settings,
-                     "n_pairs": pset.result()["n_pairs"], "summary": result["summary"],
-                     "samples": {ds: heldout_answers(ds, adapted, adapted.name, name)
-                                 for ds in ([tag] + [d for d in evaluated_on if d != tag])}})
+        runs.append({"model": name, "preference_set": set_tag, "trained_on": tag, "grid_point": g,
+                     "train": {k: getattr(point, k) for k in a.grid}, "n_pairs": pset.result()["n_pairs"],
+                     "summary": result["summary"],
+                     "adapted": config.model(name).model_copy(update={"adapter": result["uri"],
+                                                                      "name": f"{name}+{set_tag}+g{g}"})})
+        if not units.batched:
+            evaluate_adapters(name, runs[-1:])
+    for name in config.aligned_models() if units.batched else []:
+        evaluate_adapters(name, [r for r in runs if r["model"] == name])
     return report_t.submit(config.name, base, runs, untrained, a.split_seed, a.bootstrap, store)
 
 
@@ -82,7 +110,9 @@ def align(config: ExperimentConfig) -> dict:
     if config.alignment is None:
         raise ValueError("config has no `alignment` section")
     with store_access(config.store):
-        uris = submit_alignment(config, submit_elicitation(config)).result()
+        units = model_units(config)
+        uris = submit_alignment(config, submit_elicitation(config, units), units).result()
+        report_loads(units)
         publish_alignment(Store(config.store), uris)
     get_run_logger().info("alignment report: %s", uris["md"])
     return uris

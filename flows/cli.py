@@ -4,6 +4,8 @@ import argparse
 import os
 import sys
 import time
+from contextlib import contextmanager
+from pathlib import Path
 
 import yaml
 
@@ -35,10 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--s3-secret", metavar="BLOCK",
                      help="take the S3 endpoint, credentials and region from this Prefect Secret block "
                           "(docs/operations-storage.md; default: $WOW_S3_SECRET_BLOCK, else the AWS variables)")
-    deploy = sub.add_parser("deploy", help="create the work pools, the gpu task limit and the deployments of "
-                                           "deployments/prefect.yaml on the server at PREFECT_API_URL")
-    deploy.add_argument("--gpu-slots", type=int, default=1,
-                        help="model tasks that may run at once across all workers (default 1: one GPU)")
+    sub.add_parser("deploy", help="create the work pools, the zombie-run automation and the deployments of "
+                                  "deployments/prefect.yaml on the server at PREFECT_API_URL")
     for p in (run, check):
         p.add_argument("config", help="experiment config (YAML)")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -46,10 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "deploy":
         from flows.deploy import require_server, setup
-        if args.gpu_slots < 1:
-            parser.error(f"--gpu-slots must be >= 1, got {args.gpu_slots}")
         require_server()
-        return setup(args.gpu_slots)
+        return setup()
 
     from wow_core.config import ConfigError, load_config
     try:
@@ -84,9 +82,53 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+@contextmanager
+def temporary_server():
+    """A Prefect server for this command alone when none is configured: `prefect server start` on a free
+    loopback port (its database is $PREFECT_HOME's, as Prefect's own temporary server's), under the
+    watchdog of wow_core/processes.py, so that even a `kill -9` of this command leaves no server behind
+    (Prefect's own temporary server outlived it, holding its port and memory). Yields its URL."""
+    import httpx
+    from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
+
+    from wow_core.processes import free_port, start_watched, stop_group
+    port = free_port("127.0.0.1")
+    log = Path(PREFECT_HOME.value()) / f"wow-server-{port}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    url = f"http://127.0.0.1:{port}"
+    print(f"wow: starting a temporary Prefect server at {url} (its UI shows this run; log {log})",
+          file=sys.stderr, flush=True)
+    process = start_watched([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                             "--port", str(port)], log, {"PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
+    try:
+        deadline = time.monotonic() + float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"])
+        while True:
+            if process.poll() is not None:
+                raise SystemExit(f"wow: the temporary Prefect server exited while starting; see {log}")
+            try:
+                if httpx.get(f"{url}/api/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"wow: the temporary Prefect server did not answer in time; see {log}")
+            time.sleep(0.5)
+        with temporary_settings({PREFECT_API_URL: f"{url}/api"}):
+            yield url
+    finally:
+        stop_group(process, grace_s=10)
+
+
 def _run_here(flow: str, config) -> int:
     from prefect.settings import PREFECT_API_URL
 
+    if not PREFECT_API_URL.value():
+        with temporary_server():
+            return _run_flow(flow, config, temporary=True)
+    return _run_flow(flow, config, temporary=False)
+
+
+def _run_flow(flow: str, config, temporary: bool) -> int:
     from wow_core.store import Store
     started = time.perf_counter()
     if flow == "elicit":
@@ -99,7 +141,7 @@ def _run_here(flow: str, config) -> int:
         from flows.grid import grid as run
         kind = None  # the grid returns its reports by kind
     state = run(config, return_state=True)
-    if not PREFECT_API_URL.value():
+    if temporary:
         # The temporary server stops when this process ends: let it write the last task states first
         # (on a cached rerun most are still queued). Best effort: the run's result comes first.
         from flows.task_runs import recorded_task_runs

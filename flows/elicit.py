@@ -18,8 +18,8 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.filesystems import RemoteFileSystem
 
 from flows.deploy import S3_SECRET_BLOCK_ENV
-from tasks.stages import (build_report, join_samples, judge_pairwise, judge_score, make_questions, method_pairs,
-                          sample_shard)
+from flows.units import UnitCall, Units, batches_per_model, report_loads
+from tasks.stages import UNIT_TASKS, build_report, join_samples, make_questions, method_pairs
 from wow_core.config import DatasetConfig, ExperimentConfig, ModelConfig
 from wow_core.datasets import get_dataset
 from wow_core.elicit import SELF_SIGNALS
@@ -156,42 +156,71 @@ class Elicitation:
     report: PrefectFuture | None = None
 
 
-def submit_elicitation(config: ExperimentConfig) -> Elicitation:
+def model_units(config: ExperimentConfig) -> Units:
+    """The submitter of `config`'s model-bound tasks (here, or as batches on workers: flows/units.py),
+    with the store's cache records."""
+    names = list(UNIT_TASKS)
+    return Units(config, dict(zip(names, with_cache_records(list(UNIT_TASKS.values()), config.store))),
+                 batches_per_model(config))
+
+
+def submit_elicitation(config: ExperimentConfig, units: Units) -> Elicitation:
     """Submit the elicitation grid of `config`; its futures resolve as the tasks finish."""
     store = config.store
-    q_task, shard_task, join_task, pair_task, score_task, pairs_task, report_task = with_cache_records(
-        [make_questions, sample_shard, join_samples, judge_pairwise, judge_score, method_pairs, build_report], store)
+    q_task, join_task, pairs_task, report_task = with_cache_records(
+        [make_questions, join_samples, method_pairs, build_report], store)
     out = Elicitation()
+    for ds in config.datasets:
+        out.questions[ds.tag] = q_task(ds, store)
+
+    # Sampling: every shard of a generator, over all datasets, as one model's units.
+    shards: dict[tuple[str, str], list[int]] = {}
+    for gen in config.generators:
+        calls = []
+        for ds in config.datasets:
+            questions, step = out.questions[ds.tag], config.sampling.shard_size
+            for start in range(0, questions["n"], step):
+                shards.setdefault((ds.tag, gen), []).append(len(calls))
+                calls.append(UnitCall("sample_shard", dict(
+                    questions_uri=questions["uri"], start=start, stop=min(start + step, questions["n"]),
+                    dataset=ds.name, model=config.model(gen), sampling=config.sampling_for(gen), store=store,
+                    judge_model=proxy_judge(config, ds, gen))))
+        futures = units.map(gen, "sample", calls)
+        for ds in config.datasets:
+            out.samples[(ds.tag, gen)] = join_task.submit([futures[i] for i in shards.get((ds.tag, gen), [])],
+                                                          ds.name, gen, store)
+
+    # Judging: every evaluator's verdicts on every generator's answers, as the evaluator's units.
+    j = config.judge
+    judge_methods = (["pairwise"] if "pairwise" in j.methods else []) + \
+        ([f"score_k{k}" for k in j.score_k] if "score" in j.methods else [])
+    for ev in config.evaluators:
+        keys, calls = [], []
+        for ds in config.datasets:
+            for gen in config.generators:
+                base = dict(samples_uri=out.samples[(ds.tag, gen)], dataset=ds.name, model=config.model(ev),
+                            judge_config=j, store=store)
+                for judge_method in judge_methods:
+                    keys.append((ds.tag, gen, ev, judge_method))
+                    calls.append(UnitCall("judge_pairwise", base) if judge_method == "pairwise"
+                                 else UnitCall("judge_score", {**base, "k": int(judge_method[7:])}))
+        out.judgments.update(zip(keys, units.map(ev, "judge", calls)))
+
+    # Every method's verdicts on the WoW pairs, then the report.
     entries, samples, judges = [], [], []
     for ds in config.datasets:
-        questions = out.questions[ds.tag] = q_task(ds, store)
         for gen in config.generators:
-            model = config.model(gen)
-            step = config.sampling.shard_size
-            shards = [shard_task.submit(questions["uri"], start, min(start + step, questions["n"]), ds.name, model,
-                                        config.sampling_for(gen), store, proxy_judge(config, ds, gen))
-                      for start in range(0, questions["n"], step)]
-            samples_uri = out.samples[(ds.tag, gen)] = join_task.submit(shards, ds.name, gen, store)
+            samples_uri, label = out.samples[(ds.tag, gen)], f"{ds.tag}.{gen}"
             samples.append({"dataset": ds.tag, "generator": gen, "uri": samples_uri})
-            label = f"{ds.tag}.{gen}"
-            for method in (m for m in config.judge.methods if m in SELF_SIGNALS):
+            for method in (m for m in j.methods if m in SELF_SIGNALS):
                 entries.append({"dataset": ds.tag, "generator": gen, "evaluator": SELF, "method": method,
                                 "pairs_uri": pairs_task.submit(method, samples_uri, None, ds.name, label, store)})
             for ev in config.evaluators:
-                judge_model, j = config.model(ev), config.judge
-                asked = []
-                if "pairwise" in j.methods:
-                    uri = pair_task.submit(samples_uri, ds.name, judge_model, j, store)
-                    asked.append(("pairwise", uri, ["pairwise", "pairwise_filtered"]))
-                if "score" in j.methods:
-                    for k in j.score_k:
-                        uri = score_task.submit(samples_uri, ds.name, judge_model, k, j, store)
-                        asked.append((f"score_k{k}", uri, [f"score_k{k}"]))
-                for judge_method, uri, methods in asked:
-                    out.judgments[(ds.tag, gen, ev, judge_method)] = uri
+                for judge_method in judge_methods:
+                    uri = out.judgments[(ds.tag, gen, ev, judge_method)]
                     judges.append({"dataset": ds.tag, "generator": gen, "evaluator": ev, "method": judge_method,
                                    "uri": uri})
-                    for method in methods:
+                    for method in (["pairwise", "pairwise_filtered"] if judge_method == "pairwise" else [judge_method]):
                         entries.append({"dataset": ds.tag, "generator": gen, "evaluator": ev, "method": method,
                                         "pairs_uri": pairs_task.submit(method, samples_uri, uri, ds.name,
                                                                        f"{label}.{ev}", store)})
@@ -205,7 +234,9 @@ def submit_elicitation(config: ExperimentConfig) -> Elicitation:
 def elicit(config: ExperimentConfig) -> dict:
     """Run the wrong-over-wrong elicitation grid of `config` and write the AccWoW report."""
     with store_access(config.store):
-        uris = submit_elicitation(config).report.result()  # raises if an upstream task failed
+        units = model_units(config)
+        uris = submit_elicitation(config, units).report.result()  # raises if an upstream task failed
+        report_loads(units)
         publish_elicitation(Store(config.store), uris)
     get_run_logger().info("report: %s", uris["md"])
     return uris

@@ -2,7 +2,8 @@
 from prefect import flow, get_run_logger
 
 from flows.align import publish_alignment, submit_alignment
-from flows.elicit import publish_elicitation, store_access, submit_elicitation
+from flows.elicit import model_units, publish_elicitation, store_access, submit_elicitation
+from flows.units import report_loads
 from wow_core.config import ExperimentConfig
 from wow_core.store import Store
 
@@ -12,11 +13,13 @@ def grid(config: ExperimentConfig) -> dict:
     """Elicitation report, and the alignment report when `config.alignment` is set: {elicitation, alignment}."""
     store = Store(config.store)
     with store_access(config.store):
-        elicitation = submit_elicitation(config)
-        alignment = submit_alignment(config, elicitation) if config.alignment else None
+        units = model_units(config)
+        elicitation = submit_elicitation(config, units)
+        alignment = submit_alignment(config, elicitation, units) if config.alignment else None
         out = {"elicitation": elicitation.report.result(), "alignment": alignment.result() if alignment else None}
         publish_elicitation(store, out["elicitation"])
         if out["alignment"]:
             publish_alignment(store, out["alignment"])
+        report_loads(units)
     get_run_logger().info("reports: %s", [r["md"] for r in out.values() if r])
     return out

@@ -1,6 +1,6 @@
 """Prefect tasks: one thin wrapper per stage. Each reads its inputs by URI, calls one wow_core
 function, writes its artifact explicitly (Prefect's own result commit does not retry storage errors)
-and returns the artifact's URI. Model work carries the `gpu` tag."""
+and returns the artifact's URI. Model work carries the `model` tag (a filter in the UI's task list)."""
 import json
 import os
 import shutil
@@ -12,7 +12,7 @@ from prefect import get_run_logger, task
 
 from tasks.cache import ArtifactKey, stage_key
 from wow_core import elicit, evaluate, judge, pairs, report, sample, train
-from wow_core.backends import get_backend
+from wow_core.backends import ModelLoadError, get_backend
 from wow_core.backends.transformers_backend import resolve_model_path
 from wow_core.config import (DatasetConfig, JudgeConfig, ModelConfig, PreferenceSetConfig, SamplingConfig,
                              TrainConfig)
@@ -35,7 +35,7 @@ def io_retries(value: str | None) -> dict:
         ValueError: a delay that is not a number >= 0, naming the variable.
     """
     if value is None:
-        return dict(retries=3, retry_delay_seconds=[2, 10, 20])
+        return dict(retries=3, retry_delay_seconds=[2, 10, 20], retry_condition_fn=not_a_model_error)
     try:
         delays = [float(d) for d in value.split(",") if d.strip()]
     except ValueError:
@@ -44,7 +44,18 @@ def io_retries(value: str | None) -> dict:
         raise ValueError(f"{RETRY_DELAYS_ENV}={value!r}: expected up to {MAX_RETRIES} delays of 0 to "
                          f"{MAX_RETRY_DELAY:.0f} seconds before each retry, comma-separated, e.g. '2,10,20' "
                          "(or '' for no retries)")
-    return dict(retries=len(delays), retry_delay_seconds=delays)
+    return dict(retries=len(delays), retry_delay_seconds=delays, retry_condition_fn=not_a_model_error)
+
+
+def not_a_model_error(task, task_run, state) -> bool:
+    """Retry what may pass (the store, a network); a model that could not load will not load on retry."""
+    try:
+        state.result()
+    except ModelLoadError:
+        return False
+    except BaseException:
+        return True
+    return True
 
 
 # Read when the worker imports the tasks, so a worker's environment sets its own.
@@ -69,7 +80,7 @@ def make_questions(dataset_config: DatasetConfig, store: str) -> dict:
     return {"uri": uri, "n": len(s.read_table(uri))}
 
 
-@task(cache_policy=ArtifactKey(stage="sample"), tags=["gpu"], **IO_RETRIES)
+@task(cache_policy=ArtifactKey(stage="sample"), tags=["model"], **IO_RETRIES)
 def sample_shard(questions_uri: str, start: int, stop: int, dataset: str, model: ModelConfig,
                  sampling: SamplingConfig, store: str, judge_model: ModelConfig | None = None) -> str:
     """Sample and label answers for questions [start, stop) of a question table; `judge_model` labels
@@ -102,7 +113,7 @@ PAIRWISE_UNREAD = {"judge_config": frozenset({"methods", "score_k"})}
 SCORE_UNREAD = {"judge_config": frozenset({"methods", "score_k", "max_pairs_per_question"})}
 
 
-@task(cache_policy=ArtifactKey(stage="judge", unread=PAIRWISE_UNREAD), tags=["gpu"], **IO_RETRIES)
+@task(cache_policy=ArtifactKey(stage="judge", unread=PAIRWISE_UNREAD), tags=["model"], **IO_RETRIES)
 def judge_pairwise(samples_uri: str, dataset: str, model: ModelConfig, judge_config: JudgeConfig, store: str) -> str:
     """The evaluator's pairwise verdicts on the WoW pairs, both orders."""
     key = stage_key("judge", locals(), PAIRWISE_UNREAD)
@@ -113,7 +124,7 @@ def judge_pairwise(samples_uri: str, dataset: str, model: ModelConfig, judge_con
     return uri
 
 
-@task(cache_policy=ArtifactKey(stage="judge", unread=SCORE_UNREAD), tags=["gpu"], **IO_RETRIES)
+@task(cache_policy=ArtifactKey(stage="judge", unread=SCORE_UNREAD), tags=["model"], **IO_RETRIES)
 def judge_score(samples_uri: str, dataset: str, model: ModelConfig, k: int, judge_config: JudgeConfig,
                 store: str) -> str:
     """The evaluator's 0-5 scores of the wrong answers, k per prompt."""
@@ -207,7 +218,7 @@ def build_preference_set(spec: PreferenceSetConfig, evaluator: str | None, sourc
 # Prints are not logged here: `datasets` hashes functions with dill, which disassembles them into a
 # redirected stdout, and Prefect's print patch would send every bytecode line to the run's log. The
 # trainer's records reach the log through `train_adapter(log=...)` instead.
-@task(cache_policy=ArtifactKey(stage="train"), tags=["gpu"], log_prints=False, **IO_RETRIES)
+@task(cache_policy=ArtifactKey(stage="train"), tags=["model"], log_prints=False, **IO_RETRIES)
 def train_grid_point(preference: dict, model: ModelConfig, train_config: TrainConfig, label: str,
                      store: str) -> dict:
     """A LoRA adapter trained on one preference set ({uri, n_pairs}) with one grid point's settings.
@@ -269,3 +280,7 @@ def build_alignment_report(name: str, base: list[dict], runs: list[dict], untrai
     s.write_text(uris["md"], report.render_alignment_markdown(name, table, runs, untrained,
                                                               [p.rsplit("/", 1)[-1] for p in png.values()]))
     return {**uris, "png": list(png.values())}
+
+
+# The model-bound tasks, which a grid may run as units on workers (flows/units.py).
+UNIT_TASKS = {t.name: t for t in (sample_shard, judge_pairwise, judge_score, train_grid_point)}

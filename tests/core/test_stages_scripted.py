@@ -261,11 +261,12 @@ def test_judge_tasks_pass_the_reasoning_setting_on(tmp_path, monkeypatch):
 
 
 def test_store_retry_delays_come_from_the_environment():
-    from tasks.stages import io_retries
+    from tasks.stages import io_retries, not_a_model_error
 
-    assert io_retries(None) == {"retries": 3, "retry_delay_seconds": [2, 10, 20]}
-    assert io_retries("5, 30,120") == {"retries": 3, "retry_delay_seconds": [5.0, 30.0, 120.0]}
-    assert io_retries("") == {"retries": 0, "retry_delay_seconds": []}
+    assert {k: v for k, v in io_retries(None).items() if k != "retry_condition_fn"} == \
+        {"retries": 3, "retry_delay_seconds": [2, 10, 20]}
+    assert io_retries("5, 30,120")["retry_delay_seconds"] == [5.0, 30.0, 120.0]
+    assert io_retries("") == {"retries": 0, "retry_delay_seconds": [], "retry_condition_fn": not_a_model_error}
     assert io_retries(",".join(["1"] * 50))["retries"] == 50
     for bad in ("2,ten", "-1", "nan", "inf", "1e400", "90000", ",".join(["1"] * 51)):
         with pytest.raises(ValueError, match=f"WOW_STORE_RETRY_DELAYS={bad!r}: expected up to 50 delays"):
@@ -276,6 +277,16 @@ def test_store_retry_delays_come_from_the_environment():
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                          env={**os.environ, "WOW_STORE_RETRY_DELAYS": "1,7"}).stdout
     assert out.strip() == str([(2, [1.0, 7.0])] * 3)
+
+
+def test_a_model_that_cannot_load_is_not_retried():
+    from prefect.states import Completed, Failed
+
+    from tasks.stages import not_a_model_error
+    from wow_core.backends import ModelLoadError
+    assert not not_a_model_error(None, None, Failed(data=ModelLoadError("model 'x' could not be loaded")))
+    assert not_a_model_error(None, None, Failed(data=OSError("connection reset")))
+    assert not_a_model_error(None, None, Completed(data=1))
 
 
 def test_wow_run_names_a_bad_retry_setting_in_one_line():

@@ -1,16 +1,7 @@
-import os
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
-
 import pytest
-from s3_endpoint import free_port
+from servers import start_prefect_server
 
 from flows.task_runs import recorded_task_runs
-
-BIN = Path(sys.executable).parent
 
 
 def _task_states(state, settle_s: float = 60) -> dict[str, list[str]]:
@@ -30,23 +21,10 @@ def task_states():
 @pytest.fixture
 def prefect_server(tmp_path):
     """A real `prefect server start` on a free port with its own PREFECT_HOME: (api URL, environment)."""
-    port = free_port()
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    log = open(tmp_path / "server.log", "w")
-    proc = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
-    api = f"http://127.0.0.1:{port}/api"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"{api}/health", timeout=2)
-            break
-        except OSError:
-            assert proc.poll() is None, (tmp_path / "server.log").read_text()
-            time.sleep(1)
-    else:
-        proc.kill()
-        pytest.fail("prefect server did not answer within 120 s")
+    try:
+        api, env, proc = start_prefect_server(tmp_path)
+    except RuntimeError as err:
+        pytest.fail(str(err))
     yield api, env
     proc.terminate()
     proc.wait(timeout=30)

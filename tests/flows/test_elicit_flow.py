@@ -1,6 +1,5 @@
 """The elicitation flow end to end on the real packaged model, with the Prefect test harness:
 report contents, a fully cached rerun, and a config change that redoes only what depends on it."""
-from itertools import combinations
 
 import pytest
 from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
@@ -11,6 +10,7 @@ from flows.elicit import elicit
 from wow_core.backends import get_backend
 from wow_core.config import DatasetConfig, ExperimentConfig, JudgeConfig, SamplingConfig
 from wow_core.store import Store
+from independent import wow_pair_count
 
 pytestmark = pytest.mark.slow
 
@@ -28,15 +28,6 @@ def tiny_config(store: str, **judge) -> ExperimentConfig:
         sampling=SamplingConfig(n=4, max_new_tokens=32, shard_size=2, extraction_max_new_tokens=12),
         judge=JudgeConfig(max_new_tokens=12, score_k=[1, 2], **{"max_pairs_per_question": 2, **judge}),
     )
-
-
-def independent_wow_pair_count(samples) -> int:
-    """Pairs of wrong, extracted answers with different proxies, counted without wow_core."""
-    n = 0
-    for _, g in samples.groupby("question_id"):
-        wrong = [p for p, c in zip(g["proxy"], g["correct"]) if p == p and p is not None and c is False]
-        n += sum(1 for a, b in combinations(wrong, 2) if a != b)
-    return n
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +53,7 @@ def test_report_has_every_method_and_margin(first_run):
     assert len(samples) == 3 * 4 and set(samples.extraction_method.dropna()) <= {"conclusion", "direct"}
     # The pair count of a method that scores every answer is the number of WoW pairs, counted independently.
     n_length = table[(table.method == "length") & (table.margin == 1.0)].n_pairs.item()
-    assert n_length == independent_wow_pair_count(samples)
+    assert n_length == wow_pair_count(samples)
     markdown = store.read_text(uris["md"])
     assert "Random baseline: 0.500" in markdown and "pairwise_filtered" in markdown and uris["png"].rsplit("/", 1)[-1] in markdown
     assert store.read_bytes(uris["png"]).startswith(b"\x89PNG")

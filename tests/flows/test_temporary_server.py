@@ -3,11 +3,15 @@ every run when the command returns, and nothing is logged as an error. Task stat
 events that it writes in the background; on the demo's cached rerun 88 of 120 were still unwritten when
 the flow returned, and stopping the server then cancelled the writes with a traceback each."""
 import os
+import re
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -31,7 +35,7 @@ def test_every_task_run_is_recorded_before_the_temporary_server_stops(tmp_path):
         run = subprocess.run([str(BIN / "wow"), "run", str(config)], cwd=ROOT, env=env, capture_output=True,
                              text=True, timeout=900)
         assert run.returncode == 0, run.stderr[-3000:]
-        assert "Starting temporary server" in run.stderr
+        assert "wow: starting a temporary Prefect server at http://127.0.0.1:" in run.stderr
         assert "Traceback" not in run.stderr and "| ERROR" not in run.stderr, (attempt, run.stderr[-3000:])
     with sqlite3.connect(home / "prefect.db") as db:
         states = db.execute("SELECT f.created, t.state_name, count(*) FROM task_run t JOIN flow_run f "
@@ -39,3 +43,33 @@ def test_every_task_run_is_recorded_before_the_temporary_server_stops(tmp_path):
     # Per label: questions, one shard, its join and three self-signal pair tables; then the report.
     # (Without waiting, the cached rerun's record here stopped at 34 of 121, most of them Pending.)
     assert [(name, n) for _, name, n in states] == [("Completed", 121), ("Cached", 121)]
+
+
+def test_kill_9_of_wow_run_leaves_no_server_behind(tmp_path):
+    # Prefect's own temporary server outlived a killed `wow run`, holding its port and memory.
+    config = tmp_path / "many.yaml"
+    config.write_text(CONFIG.replace("{store}", str(tmp_path / "store")))
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home")}
+    run = subprocess.Popen([str(BIN / "wow"), "run", str(config)], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    url = re.search(r"temporary Prefect server at (http://\S+)", run.stderr.readline()).group(1)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/api/health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    else:
+        pytest.fail("the temporary server did not answer in 120 s")
+    time.sleep(3)  # the flow run has begun
+    servers = subprocess.run(["pgrep", "-f", f"prefect server start --host 127.0.0.1 --port {url.rsplit(':', 1)[1]}"],
+                             capture_output=True, text=True).stdout.split()
+    assert servers
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    deadline = time.monotonic() + 45
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in servers):
+        time.sleep(0.5)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in servers), "the server outlived wow run"
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{url}/api/health", timeout=2)

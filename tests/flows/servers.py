@@ -1,0 +1,32 @@
+"""A real `prefect server start` for the tests that need one (with its own PREFECT_HOME)."""
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from s3_endpoint import free_port
+
+BIN = Path(sys.executable).parent
+
+
+def start_prefect_server(folder: Path, timeout: float = 120) -> tuple[str, dict, subprocess.Popen]:
+    """(API URL, environment pointing at its home, the server process) of a server on a free port."""
+    port = free_port()
+    env = {**os.environ, "PREFECT_HOME": str(folder / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    log = open(folder / "server.log", "w")
+    proc = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    api = f"http://127.0.0.1:{port}/api"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"{api}/health", timeout=2)
+            return api, env, proc
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError((folder / "server.log").read_text())
+            time.sleep(1)
+    proc.kill()
+    raise RuntimeError(f"prefect server did not answer within {timeout:.0f} s")
