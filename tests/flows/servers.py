@@ -30,3 +30,14 @@ def start_prefect_server(folder: Path, timeout: float = 120) -> tuple[str, dict,
             time.sleep(1)
     proc.kill()
     raise RuntimeError(f"prefect server did not answer within {timeout:.0f} s")
+
+
+def drain_prefect_clients() -> None:
+    """Send what this process still queues for the server (events, logs) and stop those workers. Prefect
+    keeps one events worker per process whatever PREFECT_API_URL says, with the URL it was started
+    with: drained before that server stops, later tests' events do not go to a dead server (each
+    then waits about a minute to fail)."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    for worker in (EventsWorker, APILogWorker):
+        worker.drain_all(timeout=60)

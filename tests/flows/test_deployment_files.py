@@ -1,5 +1,6 @@
-"""deployments/prefect.yaml without a server: every deployment names a flow whose one parameter is the
-config, and the default that the build steps make from a config file fills that flow's form."""
+"""deployments/prefect.yaml without a server: every grid deployment names a flow whose one parameter
+is the config, and the default that the build steps make from a config file fills that flow's form;
+the unit deployments take a config and a batch from the grid that starts them."""
 import yaml
 from prefect.flows import load_flow_from_entrypoint
 from prefect.utilities.callables import parameter_schema
@@ -26,15 +27,22 @@ def test_every_deployment_default_fills_its_flow_form():
     outputs = build_outputs(spec)
     for d in spec["deployments"]:
         schema = parameter_schema(load_flow_from_entrypoint(str(ROOT / d["entrypoint"]))).model_dump_for_openapi()
+        if d["entrypoint"] == "flows/units.py:unit":
+            assert list(schema["properties"]) == ["config", "batch"] and "parameters" not in d, d
+            assert d["work_pool"]["name"] == d["name"], d  # unit/gpu on the gpu pool, unit/cpu on the cpu pool
+            continue
         assert list(schema["properties"]) == ["config"] and "ExperimentConfig" in schema["definitions"]
+        assert d["work_pool"]["name"] == "cpu", d  # a grid's parent holds no model
         parameters = apply_values(d["parameters"], outputs)
-        assert parameters["config"]["name"] == ("demo" if d["work_pool"]["name"] == "cpu" else "paper"), d
+        assert parameters["config"]["name"] == ("demo" if d["name"] == "cpu" else "paper"), d
         validate(parameters, schema, raise_on_error=True)
 
 
-def test_nightly_grid_runs_the_paper_config_on_the_gpu_pool():
+def test_nightly_grid_runs_the_paper_config_with_its_model_work_on_the_gpu_workers():
     spec = yaml.safe_load(PREFECT_YAML.read_text())
     [nightly] = [d for d in spec["deployments"] if d["name"] == "grid-nightly"]
-    assert nightly["entrypoint"] == "flows/grid.py:grid" and nightly["work_pool"]["name"] == "gpu"
-    assert apply_values(nightly["parameters"], build_outputs(spec))["config"]["store"] == "s3://wow-artifacts/paper"
+    assert nightly["entrypoint"] == "flows/grid.py:grid" and nightly["work_pool"]["name"] == "cpu"
+    config = apply_values(nightly["parameters"], build_outputs(spec))["config"]
+    assert config["store"] == "s3://wow-artifacts/paper"
+    assert config["execution"] == {"workers": "auto", "deployment": "unit/gpu", "max_attempts": 3}
     assert [s["cron"] for s in nightly["schedules"]] == ["0 2 * * *"]

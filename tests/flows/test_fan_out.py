@@ -1,8 +1,9 @@
 """One grid on two real workers: a real `prefect server start`, `wow deploy`, two process workers of the
 `gpu` pool, the grid's model-bound units as runs of `unit/gpu`. Batches of one stage overlap in time on
-the two workers; a grid whose worker is SIGKILLed mid-batch still completes, redoing only what that
-batch had not finished, with the reports of the grid run in one process; a model that cannot load
-fails its own batch with a message that names it, and every unit that does not need it still runs."""
+the two workers, and when one worker is SIGKILLed mid-batch the grid still completes, redoing only what
+that batch had not finished, with the reports of the grid run in one process (one grid shows both, to
+keep the suite short); a model that cannot load fails its own batch with a message that names it, and
+every unit that does not need it still runs."""
 import contextvars
 import json
 import os
@@ -18,7 +19,7 @@ import httpx
 import pandas as pd
 import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
-from servers import start_prefect_server
+from servers import drain_prefect_clients, start_prefect_server
 
 from flows.elicit import elicit
 from flows.grid import grid
@@ -73,6 +74,8 @@ def cluster(tmp_path_factory):
     for name in ("worker-a", "worker-b"):
         start(name)
     yield api, workers, start
+    with temporary_settings({PREFECT_API_URL: api}):
+        drain_prefect_clients()
     for w in workers.values():
         w.kill()
         w.wait()
@@ -96,36 +99,10 @@ def tables(config: ExperimentConfig, reports: dict) -> dict[str, pd.DataFrame]:
     return {kind: store.read_table(uris["parquet"]) for kind, uris in reports.items()}
 
 
-def test_grid_fans_out_over_two_workers_and_reproduces_the_reports(cluster, reference, tmp_path):
-    api, workers, _ = cluster
-    config = tiny_grid(str(tmp_path / "store"), workers=2)
-    before = {r["id"] for r in unit_runs(api)}
-    with temporary_settings({PREFECT_API_URL: api}):
-        state = grid(config, return_state=True)
-    assert state.is_completed(), state
-    for kind, table in tables(config, state.result()).items():
-        pd.testing.assert_frame_equal(table, tables(*reference)[kind], obj=kind)
-
-    runs = [r for r in unit_runs(api) if r["id"] not in before]
-    store = Store(config.store)
-    manifests = [json.loads(store.read_text(u)) for u in store.fs.glob(f"{config.store}/units/*.json")]
-    by_run = {m["flow_run_id"]: m for m in manifests}
-    assert {r["id"] for r in runs} == set(by_run) and all(r["state_type"] == "COMPLETED" for r in runs)
-    # Sampling went out as two batches, one per worker, running at the same time.
-    sampling = [r for r in runs if "stage:sample" in r["tags"]]
-    assert sorted(by_run[r["id"]]["worker"] for r in sampling) == ["worker-a", "worker-b"]
-    (a, b) = sorted(sampling, key=lambda r: r["start_time"])
-    assert datetime.fromisoformat(b["start_time"]) < datetime.fromisoformat(a["end_time"]), (a, b)
-    # Each batch loaded its model once; the grid's loads are at most models x workers per stage.
-    assert all(m["model_loads"] <= 1 for m in manifests), manifests
-    for stage in ("sample", "judge", "evaluate"):
-        assert sum(m["model_loads"] for m in manifests if m["stage"] == stage) <= 1 * 2 + (stage == "evaluate")
-    # A training's process holds no sampling model or engine: its peak RSS is the training's own.
-    trainings = [m for m in manifests if m["stage"] == "train"]
-    assert trainings and all(m["model_loads"] == 0 and m["engine_starts"] == 0 for m in trainings), trainings
-
-
-def test_a_worker_killed_mid_batch_costs_that_batch_only(cluster, reference, tmp_path):
+def test_grid_fans_out_over_two_workers_and_survives_a_worker_killed_mid_batch(cluster, reference, tmp_path):
+    """One grid: its sampling batches run at the same time on the two workers; the worker of one of
+    them is SIGKILLed once that batch has finished a shard; the batch runs again on the live worker,
+    finding that shard cached; the reports equal the grid's run in one process."""
     api, workers, start = cluster
     config = tiny_grid(str(tmp_path / "store"), workers=2)
     before = {r["id"] for r in unit_runs(api)}
@@ -160,14 +137,36 @@ def test_a_worker_killed_mid_batch_costs_that_batch_only(cluster, reference, tmp
         pd.testing.assert_frame_equal(table, tables(*reference)[kind], obj=kind)
 
     runs = {r["id"]: r for r in unit_runs(api) if r["id"] not in before}
+    # Sampling went out as two batches, one on each worker, running at the same time.
+    first_runs = {}
+    for r in sorted(runs.values(), key=lambda r: r["start_time"]):
+        first_runs.setdefault(r["name"], r)
+    sampling = [r for r in first_runs.values() if "stage:sample" in r["tags"]]
+    assert len(sampling) == 2 and victim["id"] in {r["id"] for r in sampling}
+    (a, b) = sorted(sampling, key=lambda r: r["start_time"])
+    assert datetime.fromisoformat(b["start_time"]) < datetime.fromisoformat(a["end_time"]), (a, b)
+    [other] = [r for r in sampling if r["id"] != victim["id"]]
+    store = Store(config.store)
+    manifests = [json.loads(store.read_text(u)) for u in store.fs.glob(f"{config.store}/units/*.json")]
+    by_run = {m["flow_run_id"]: m for m in manifests}
+    assert by_run[other["id"]]["worker"] != name  # the other batch ran on the worker that was not killed
+    # The killed batch ran again, on the live worker, and found there what the killed run had finished.
     assert runs[victim["id"]]["state_type"] == "CRASHED"
-    # The batch ran again, on the live worker, and found there what the killed run had finished.
     [again] = [r for r in runs.values() if r["name"] == victim["name"] and r["id"] != victim["id"]]
-    assert again["state_type"] == "COMPLETED"
+    assert again["state_type"] == "COMPLETED" and by_run[again["id"]]["worker"] != name
     shard_states = [t["state_name"] for t in post(api, "/task_runs/filter", {"flow_runs": {"id": {"any_": [again["id"]]}}})
                     if t["name"].startswith("sample_shard")]
     assert "Cached" in shard_states, shard_states
     assert not Path(f"/proc/{child}").exists()  # the killed worker's run did not live on
+    # Every batch that finished wrote its manifest; each loaded its model at most once, so the grid's
+    # loads are at most models x workers per stage (plus the adapted models' evaluation).
+    assert {i for i, r in runs.items() if r["state_type"] == "COMPLETED"} == set(by_run)
+    assert all(m["model_loads"] <= 1 for m in manifests), manifests
+    for stage in ("sample", "judge", "evaluate"):
+        assert sum(m["model_loads"] for m in manifests if m["stage"] == stage) <= 1 * 2 + (stage == "evaluate")
+    # A training's process holds no sampling model or engine: its peak RSS is the training's own.
+    trainings = [m for m in manifests if m["stage"] == "train"]
+    assert trainings and all(m["model_loads"] == 0 and m["engine_starts"] == 0 for m in trainings), trainings
     start(name)  # for any test after this one
 
 
