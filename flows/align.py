@@ -99,7 +99,7 @@ def submit_alignment(config: ExperimentConfig, elicitation: Elicitation, units: 
             evaluate_adapters(name, runs[-1:])
     for name in config.aligned_models() if units.batched else []:
         evaluate_adapters(name, [r for r in runs if r["model"] == name])
-    return report_t.submit(config.name, base, runs, untrained, a.split_seed, a.bootstrap, store)
+    return report_t.submit(config.name, base, runs, untrained, a.split_seed, a.bootstrap, a.selection, store)
 
 
 @flow(name="align", log_prints=True)

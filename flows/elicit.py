@@ -4,6 +4,7 @@ Fans out per dataset x generator for sampling (in question shards, so a crash lo
 shard) and per dataset x generator x evaluator x method for judging, then joins into one report.
 """
 import hashlib
+import logging
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ import fsspec
 from prefect import flow, get_run_logger
 from prefect.blocks.system import Secret
 from prefect.context import FlowRunContext
+from prefect.exceptions import MissingContextError
 from prefect.futures import PrefectFuture
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.filesystems import RemoteFileSystem
@@ -140,10 +142,20 @@ def store_access(store: str):
 
 def proxy_judge(config: ExperimentConfig, ds: DatasetConfig, generator: str) -> ModelConfig | None:
     """The model that labels a dataset's answers when its proxy needs one (`score_answers`, e.g.
-    bio_generation): the dataset's `options.judge`, by default the generator itself; None otherwise."""
+    bio_generation): the dataset's `options.judge`, by default the first evaluator, the same for every
+    generator so that their proxies compare; None otherwise. A judge that is the generator grades its
+    own answers: allowed (one model), with a warning."""
     if not hasattr(get_dataset(ds.name), "score_answers"):
         return None
-    return config.model(ds.options.get("judge", generator))
+    judge = ds.options.get("judge", config.evaluators[0])
+    if judge == generator:
+        try:
+            logger = get_run_logger()
+        except MissingContextError:
+            logger = logging.getLogger(__name__)
+        logger.warning("%s: the proxy judge '%s' is also the generator, so it grades its own answers "
+                       "(self-grading); name another model in the dataset's options.judge", ds.tag, judge)
+    return config.model(judge)
 
 
 @dataclass
@@ -214,7 +226,8 @@ def submit_elicitation(config: ExperimentConfig, units: Units) -> Elicitation:
             samples.append({"dataset": ds.tag, "generator": gen, "uri": samples_uri})
             for method in (m for m in j.methods if m in SELF_SIGNALS):
                 entries.append({"dataset": ds.tag, "generator": gen, "evaluator": SELF, "method": method,
-                                "pairs_uri": pairs_task.submit(method, samples_uri, None, ds.name, label, store)})
+                                "pairs_uri": pairs_task.submit(method, samples_uri, None, ds.name, label, store,
+                                                               j.protocol)})
             for ev in config.evaluators:
                 for judge_method in judge_methods:
                     uri = out.judgments[(ds.tag, gen, ev, judge_method)]
@@ -223,10 +236,10 @@ def submit_elicitation(config: ExperimentConfig, units: Units) -> Elicitation:
                     for method in (["pairwise", "pairwise_filtered"] if judge_method == "pairwise" else [judge_method]):
                         entries.append({"dataset": ds.tag, "generator": gen, "evaluator": ev, "method": method,
                                         "pairs_uri": pairs_task.submit(method, samples_uri, uri, ds.name,
-                                                                       f"{label}.{ev}", store)})
+                                                                       f"{label}.{ev}", store, j.protocol)})
     # Prefect resolves the futures nested in these lists and waits for them.
     out.report = report_task.submit(config.name, entries, samples, judges, config.report.margins,
-                                    config.report.confidence, store)
+                                    config.report.confidence, store, j.protocol)
     return out
 
 
@@ -243,9 +256,11 @@ def elicit(config: ExperimentConfig) -> dict:
 
 
 def publish_elicitation(store: Store, uris: dict) -> None:
-    """The report as Prefect artifacts: markdown and the AccWoW table."""
-    table = store.read_table(uris["parquet"])
+    """The report as Prefect artifacts: markdown, the AccWoW table and the judge reliability table."""
     create_markdown_artifact(key="accwow-report", markdown=store.read_text(uris["md"]),
                              description="AccWoW per method and margin")
-    create_table_artifact(key="accwow-table", table=table.astype(object).where(table.notna(), None).to_dict("records"),
-                          description=f"AccWoW table ({uris['parquet']})")
+    for key, uri, what in (("accwow-table", uris["parquet"], "AccWoW table"),
+                           ("judge-table", uris["judges"], "Judge reliability")):
+        table = store.read_table(uri)
+        create_table_artifact(key=key, table=table.astype(object).where(table.notna(), None).to_dict("records"),
+                              description=f"{what} ({uri})")

@@ -109,7 +109,7 @@ def join_samples(shard_uris: list[str], dataset: str, generator: str, store: str
 
 # The judge settings each judge task never reads: the rest of JudgeConfig is in its key and reaches it
 # whole, so a new judge setting cannot be dropped on the way (as `reasoning` once was).
-PAIRWISE_UNREAD = {"judge_config": frozenset({"methods", "score_k"})}
+PAIRWISE_UNREAD = {"judge_config": frozenset({"methods", "score_k", "protocol"})}  # both orders asked either way
 SCORE_UNREAD = {"judge_config": frozenset({"methods", "score_k", "max_pairs_per_question"})}
 
 
@@ -138,36 +138,40 @@ def judge_score(samples_uri: str, dataset: str, model: ModelConfig, k: int, judg
 
 @task(cache_policy=ArtifactKey(stage="pairs"), **IO_RETRIES)
 def method_pairs(method: str, samples_uri: str, judgments_uri: str | None, dataset: str, label: str,
-                 store: str) -> str:
-    """One method's verdict on every WoW pair it can judge."""
+                 store: str, protocol: str = "wow") -> str:
+    """One method's verdict on every WoW pair it can judge, computed as `protocol` says."""
     key = stage_key("pairs", locals())
     s = Store(store)
     uri = s.uri("pairs", f"{label}.{method}", key, "parquet")
     if not _done(s, uri):
         judgments = s.read_table(judgments_uri) if judgments_uri else None
-        s.write_table(uri, elicit.method_pairs(method, s.read_table(samples_uri), judgments))
+        s.write_table(uri, elicit.method_pairs(method, s.read_table(samples_uri), judgments, protocol))
     return uri
 
 
 @task(cache_policy=ArtifactKey(stage="report"), **IO_RETRIES)
 def build_report(name: str, entries: list[dict], samples: list[dict], judges: list[dict], margins: list[float],
-                 confidence: float, store: str) -> dict:
-    """AccWoW table (Parquet), markdown and PNG; returns their URIs.
+                 confidence: float, store: str, protocol: str = "wow") -> dict:
+    """AccWoW table (Parquet), judge reliability table (Parquet), markdown and PNG; returns their URIs.
 
     `entries`: dataset, generator, evaluator, method, pairs_uri. `samples`: dataset, generator, uri.
     `judges`: dataset, generator, evaluator, method, uri (judgments)."""
     key = stage_key("report", locals())
     s = Store(store)
     uris = {ext: s.uri("reports", name, key, ext) for ext in ("parquet", "png", "md")}
+    uris["judges"] = s.uri("reports", f"{name}.judges", key, "parquet")
     if not _done(s, uris["md"]):
-        table = report.accwow_table([{**e, "pairs": s.read_table(e["pairs_uri"])} for e in entries], margins, confidence)
+        table = report.accwow_table([{**e, "pairs": s.read_table(e["pairs_uri"])} for e in entries], margins, confidence,
+                                    protocol)
         sample_stats = [{**x, **report.sample_summary(s.read_table(x["uri"]))} for x in samples]
-        judge_stats = [{**j, **report.judge_summary(j["method"], s.read_table(j["uri"]))} for j in judges]
+        judge_stats = [{**j, **report.judge_summary(j["method"], s.read_table(j["uri"]), confidence)} for j in judges]
         s.write_table(uris["parquet"], table)
+        s.write_table(uris["judges"], pd.DataFrame(judge_stats).drop(columns="uri"))
         s.write_bytes(uris["png"], report.plot_accwow(table))
         # The markdown is written last: its presence means the whole report is there.
         png_name = uris["png"].rsplit("/", 1)[-1]
-        s.write_text(uris["md"], report.render_markdown(name, table, sample_stats, judge_stats, png_name, confidence))
+        s.write_text(uris["md"], report.render_markdown(name, table, sample_stats, judge_stats, png_name, confidence,
+                                                             protocol))
     return uris
 
 
@@ -246,12 +250,13 @@ def train_grid_point(preference: dict, model: ModelConfig, train_config: TrainCo
 
 @task(cache_policy=ArtifactKey(stage="alignment_report"), **IO_RETRIES)
 def build_alignment_report(name: str, base: list[dict], runs: list[dict], untrained: list[dict], seed: int,
-                           n_resamples: int, store: str) -> dict:
+                           n_resamples: int, selection: str, store: str) -> dict:
     """Base-vs-aligned table (Parquet), markdown and reliability diagrams; returns their URIs.
 
     `base`: model, dataset, uri (held-out answers). `runs`: model, preference_set, trained_on,
     grid_point, train (its settings), n_pairs, summary, samples ({dataset: uri}). `untrained`: sets
-    with too few pairs (model, preference_set, trained_on, n_pairs)."""
+    with too few pairs (model, preference_set, trained_on, n_pairs). `selection`: how a set's grid point
+    is chosen (`evaluate.alignment_table`)."""
     key = stage_key("alignment_report", locals())
     s = Store(store)
     uris = {"parquet": s.uri("reports", f"{name}.alignment", key, "parquet"),
@@ -261,24 +266,29 @@ def build_alignment_report(name: str, base: list[dict], runs: list[dict], untrai
            for b in sorted(base, key=lambda b: b["model"])}
     if _done(s, uris["md"]):
         return {**uris, "png": list(png.values())}
-    tables = []
+    tables, diagrams = [], {}
     for model in sorted({b["model"] for b in base}):
         base_samples = {b["dataset"]: s.read_table(b["uri"]) for b in base if b["model"] == model}
         model_runs = [{**r, "samples": {ds: s.read_table(u) for ds, u in r["samples"].items()}}
                       for r in runs if r["model"] == model]
-        table = evaluate.alignment_table(base_samples, model_runs, seed, n_resamples)
+        table = evaluate.alignment_table(base_samples, model_runs, seed, n_resamples, selection=selection)
         table.insert(0, "model", model)
         tables.append(table)
         for ds, samples in base_samples.items():
-            selected = {t: next(r["samples"][ds] for r in model_runs if r["preference_set"] == t
-                                and r["trained_on"] == tr and r["grid_point"] == g)
-                        for t, tr, g in table[table["dataset"] == ds][["preference_set", "trained_on", "grid_point"]]
-                        .drop_duplicates().itertuples(index=False)}
-            s.write_bytes(png[model, ds], report.plot_reliability({"base": samples, **selected}, f"{model} on {ds}"))
+            # One panel per adapter evaluated here: a set trained on several datasets has one adapter each.
+            selected = {report.adapter_label(t, tr, ds): next(
+                r["samples"][ds] for r in model_runs
+                if r["preference_set"] == t and r["trained_on"] == tr and r["grid_point"] == g)
+                for t, tr, g in table[table["dataset"] == ds][["preference_set", "trained_on", "grid_point"]]
+                .drop_duplicates().itertuples(index=False)}
+            panels = {"base": samples, **selected}
+            s.write_bytes(png[model, ds], report.plot_reliability(panels, f"{model} on {ds}"))
+            diagrams[model, ds] = list(panels)
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["model", *evaluate.TABLE_COLUMNS])
     s.write_table(uris["parquet"], table)
-    s.write_text(uris["md"], report.render_alignment_markdown(name, table, runs, untrained,
-                                                              [p.rsplit("/", 1)[-1] for p in png.values()]))
+    s.write_text(uris["md"], report.render_alignment_markdown(
+        name, table, runs, untrained,
+        [(p.rsplit("/", 1)[-1], f"{m} on {ds}", diagrams.get((m, ds), [])) for (m, ds), p in png.items()]))
     return {**uris, "png": list(png.values())}
 
 

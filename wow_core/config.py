@@ -176,6 +176,11 @@ class JudgeConfig(_Strict):
         "long prompts, and what a very small judge's verdicts come from anyway (its reasoning rarely ends in one)."))
     max_pairs_per_question: int | None = Field(None, ge=1, description="Cap on WoW pairs the pairwise judge sees per question (null = all).")
     seed: int = 0
+    protocol: Literal["wow", "paper"] = Field("wow", description=(
+        "How the methods are computed. wow: docs/methods.md. paper: as the paper's reference code "
+        "(length in tokens, consistency over extracted answers, unfiltered pairwise from one order with an "
+        "unparsed verdict a miss, the score judge on every answer in sample order dropping a prompt with any "
+        "unparsed score, top-p keeping floor(p N) pairs), to reproduce its numbers from the same samples."))
 
     @field_validator("score_k")
     @classmethod
@@ -188,7 +193,7 @@ class JudgeConfig(_Strict):
 class ReportConfig(_Strict):
     """The AccWoW report."""
     margins: list[float] = Field(default_factory=lambda: [1.0, 0.5, 0.1], description="Top-p margin filters (paper: 1.0, 0.5, 0.1).")
-    confidence: float = Field(0.95, gt=0, lt=1, description="Level of the Wilson intervals.")
+    confidence: float = Field(0.95, gt=0, lt=1, description="Level of the reported intervals.")
 
     @field_validator("margins")
     @classmethod
@@ -283,6 +288,11 @@ class AlignmentConfig(_Strict):
         "Hyper-parameter grid over `train` fields, e.g. {learning_rate: [5e-5, 1e-4], beta: [0.1, 0.5]}."))
     eval: SamplingConfig = Field(default_factory=SamplingConfig, description="How held-out answers are sampled (base and aligned alike).")
     transfer: bool = Field(True, description="Also evaluate every adapter on the other datasets' held-out questions.")
+    selection: Literal["eval_loss", "proxy"] = Field("eval_loss", description=(
+        "How a preference set's grid point is chosen. eval_loss (as the paper describes it): the lowest DPO "
+        "loss on the set's own held-out 10 % of pairs; every held-out question is reported. proxy (the "
+        "reference code's analysis.py): the best proxy score on one half of the held-out questions, "
+        "reported on the other half."))
     bootstrap: int = Field(1000, ge=100, description="Bootstrap resamples (over questions) for the delta intervals.")
 
     @field_validator("grid")

@@ -7,11 +7,17 @@ judges pairs (pairwise judge, one row per asked order; *filtered* keeps a pair o
 parsed and agree, counted once). A tie never prefers the less wrong answer. A pair the method could
 not judge (an answer without a parsed score, a verdict that did not parse) is left out of that
 method's pairs; the report counts the parse failures beside it.
+
+`protocol="paper"` computes each method as the paper's reference code does (preference_generation/
+metric.py; docs/methods.md, "The paper's protocol"): length in the generator's tokens, consistency
+over the extracted answers only, and the unfiltered pairwise judge on one order per pair (the answer
+with the lower index shown first) with an unparsed verdict counted as a miss.
 """
 import pandas as pd
 
 VERSION = 1
 
+PROTOCOLS = ("wow", "paper")
 PAIR_COLUMNS = ["dataset", "question_id", "i", "j", "better", "score_i", "score_j", "gap", "prefers_less_wrong"]
 
 
@@ -29,20 +35,24 @@ def wow_pairs(samples: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["dataset", "question_id", "i", "j", "proxy_i", "proxy_j", "better"])
 
 
-def length_scores(samples: pd.DataFrame) -> pd.Series:
-    """Longer answers preferred: characters of the answer."""
-    return samples.set_index(["question_id", "sample_idx"])["answer"].str.len().astype(float)
+def length_scores(samples: pd.DataFrame, protocol: str = "wow") -> pd.Series:
+    """Longer answers preferred: characters of the answer (paper: its tokens, as generated)."""
+    column = samples["n_tokens"] if protocol == "paper" else samples["answer"].str.len()
+    return pd.Series(column.astype(float).to_numpy(),
+                     index=pd.MultiIndex.from_frame(samples[["question_id", "sample_idx"]]))
 
 
-def consistency_scores(samples: pd.DataFrame) -> pd.Series:
-    """Share of the question's samples whose extracted answer is the same as this one's."""
-    n = samples.groupby("question_id")["sample_idx"].transform("size")
+def consistency_scores(samples: pd.DataFrame, protocol: str = "wow") -> pd.Series:
+    """Share of the question's samples whose extracted answer is the same as this one's (paper: share
+    of its extracted answers; the same order within a question, other gaps across questions)."""
+    counted = samples["extracted"].notna() if protocol == "paper" else pd.Series(True, index=samples.index)
+    n = counted.groupby(samples["question_id"]).transform("sum")
     same = samples.groupby(["question_id", "extracted"])["sample_idx"].transform("size")
     share = (same / n).where(samples["extracted"].notna())
     return pd.Series(share.to_numpy(), index=pd.MultiIndex.from_frame(samples[["question_id", "sample_idx"]]))
 
 
-def logits_scores(samples: pd.DataFrame) -> pd.Series:
+def logits_scores(samples: pd.DataFrame, protocol: str = "wow") -> pd.Series:
     """Mean token log-probability of the answer under the generator."""
     return samples.set_index(["question_id", "sample_idx"])["mean_logprob"].astype(float)
 
@@ -65,16 +75,20 @@ def scored_pairs(pairs: pd.DataFrame, scores: pd.Series) -> pd.DataFrame:
     return out[PAIR_COLUMNS].reset_index(drop=True)
 
 
-def pairwise_pairs(pairs: pd.DataFrame, judgments: pd.DataFrame, filtered: bool) -> pd.DataFrame:
-    """Verdicts of the pairwise judge. Unfiltered: one row per parsed judgment (either order).
-    Filtered: one row per pair whose two orders both parsed and chose the same answer. `gap` is NaN:
-    a verdict has no score margin."""
+def pairwise_pairs(pairs: pd.DataFrame, judgments: pd.DataFrame, filtered: bool, protocol: str = "wow") -> pd.DataFrame:
+    """Verdicts of the pairwise judge. Unfiltered: one row per parsed judgment (either order; paper: one
+    row per pair, from the order with the lower index first, an unparsed verdict a miss). Filtered: one
+    row per pair whose two orders both parsed and chose the same answer. `gap` is NaN: a verdict has
+    no score margin."""
     better = pairs.set_index(["question_id", "i", "j"])["better"]
     parsed = judgments[judgments["preferred"].notna()]
     if filtered:
         votes = parsed.groupby(["dataset", "question_id", "i", "j"])["preferred"].agg(["size", "nunique", "first"])
         agreed = votes[(votes["size"] == 2) & (votes["nunique"] == 1)].reset_index()
         rows = agreed.rename(columns={"first": "preferred"})
+    elif protocol == "paper":
+        rows = judgments.loc[judgments["first"] == judgments["i"], ["dataset", "question_id", "i", "j", "preferred"]].copy()
+        rows["preferred"] = rows["preferred"].astype("Float64").fillna(-1).astype(int)  # -1: no answer chosen
     else:
         rows = parsed[["dataset", "question_id", "i", "j", "preferred"]].copy()
     rows["better"] = [int(better[(q, i, j)]) for q, i, j in zip(rows.question_id, rows.i, rows.j)]
@@ -85,27 +99,23 @@ def pairwise_pairs(pairs: pd.DataFrame, judgments: pd.DataFrame, filtered: bool)
     return rows[PAIR_COLUMNS].astype({"prefers_less_wrong": bool}).reset_index(drop=True)
 
 
-def pairwise_agreement(judgments: pd.DataFrame) -> tuple[int, int]:
-    """(pairs whose two orders agree, pairs with both orders parsed)."""
-    parsed = judgments[judgments["preferred"].notna()]
-    votes = parsed.groupby(["question_id", "i", "j"])["preferred"].agg(["size", "nunique"])
-    both = votes[votes["size"] == 2]
-    return int((both["nunique"] == 1).sum()), len(both)
-
-
 SELF_SIGNALS = {"length": length_scores, "consistency": consistency_scores, "logits": logits_scores}
 VERDICT_METHODS = ("pairwise", "pairwise_filtered")  # verdicts without a score gap: no margin filter
 
 
-def method_pairs(method: str, samples: pd.DataFrame, judgments: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The verdict of `method` on every WoW pair it can judge (`PAIR_COLUMNS`)."""
+def method_pairs(method: str, samples: pd.DataFrame, judgments: pd.DataFrame | None = None,
+                 protocol: str = "wow") -> pd.DataFrame:
+    """The verdict of `method` on every WoW pair it can judge (`PAIR_COLUMNS`), computed as `protocol`
+    ('wow' or 'paper') says."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"`protocol` must be one of {PROTOCOLS}, got {protocol!r}")
     pairs = wow_pairs(samples)
     if method in SELF_SIGNALS:
-        return scored_pairs(pairs, SELF_SIGNALS[method](samples))
+        return scored_pairs(pairs, SELF_SIGNALS[method](samples, protocol))
     if judgments is None:
         raise ValueError(f"method '{method}' needs the evaluator's judgments")
     if method in VERDICT_METHODS:
-        return pairwise_pairs(pairs, judgments, filtered=method == "pairwise_filtered")
+        return pairwise_pairs(pairs, judgments, filtered=method == "pairwise_filtered", protocol=protocol)
     if method.startswith("score_k"):
         return scored_pairs(pairs, judge_scores(judgments))
     raise ValueError(f"Unknown elicitation method '{method}'. Available: {', '.join(SELF_SIGNALS)}, "

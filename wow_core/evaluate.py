@@ -6,22 +6,23 @@ correct") and ECE (10 bins, confidence = exp(mean token log-prob); an empty answ
 confidence and is left out of ECE only). Deltas get paired bootstrap intervals: questions are
 resampled with replacement and both models are scored on the same resample.
 
-Selection (the paper's protocol): with several grid points, the best one per preference set (by
-proxy score) is picked on one half of the held-out questions and reported on the other half; with a
-single grid point there is nothing to select and all held-out questions are reported.
+Selection among a preference set's grid points: by default the paper's (Yao et al. 2024, reference
+code: DPO loss on the set's own 10 % of held-out pairs), the lowest eval loss, reported on every
+held-out question; or (`selection: proxy`) the best proxy score on one half of the held-out
+questions, reported on the other half. One grid point has nothing to select.
 """
 import numpy as np
 import pandas as pd
 
-from wow_core.metrics import expected_calibration_error
+from wow_core.metrics import MIN_QUESTIONS, expected_calibration_error
 from wow_core.pairs import split_questions
 
 VERSION = 1
 
 METRICS = ("proxy_score", "wrong_only_proxy", "accuracy", "ece")
 HIGHER_IS_BETTER = {"proxy_score": True, "wrong_only_proxy": True, "accuracy": True, "ece": False}
-TABLE_COLUMNS = ["dataset", "trained_on", "preference_set", "transfer", "grid_point", "n_pairs", "n_questions",
-                 "metric", "base", "aligned", "delta", "low", "high"]
+TABLE_COLUMNS = ["dataset", "trained_on", "preference_set", "transfer", "grid_point", "selected_by", "n_pairs",
+                 "n_questions", "metric", "base", "aligned", "delta", "low", "high"]
 
 
 def _arrays(samples: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -50,7 +51,9 @@ def alignment_metrics(samples: pd.DataFrame) -> dict[str, float]:
 
 def bootstrap_deltas(base: pd.DataFrame, aligned: pd.DataFrame, n_resamples: int, seed: int,
                      confidence: float = 0.95) -> dict[str, tuple[float, float, float]]:
-    """metric -> (aligned - base, low, high): paired percentile bootstrap over the shared questions."""
+    """metric -> (aligned - base, low, high): paired percentile bootstrap over the shared questions;
+    low and high are NaN on fewer than MIN_QUESTIONS questions (a resample of 1-4 questions has too
+    few distinct values to say anything about the next question)."""
     questions = sorted(set(base["question_id"]) & set(aligned["question_id"]))
     if not questions:
         raise ValueError("base and aligned answers share no question")
@@ -64,6 +67,8 @@ def bootstrap_deltas(base: pd.DataFrame, aligned: pd.DataFrame, n_resamples: int
         return out
 
     point_base, point_aligned = scores(np.arange(len(questions)))
+    if len(questions) < MIN_QUESTIONS:
+        return {m: (point_aligned[m] - point_base[m], float("nan"), float("nan")) for m in METRICS}
     rng = np.random.default_rng(seed)
     draws = {m: [] for m in METRICS}
     for _ in range(n_resamples):
@@ -85,32 +90,46 @@ def selection_halves(heldout_ids: list[str], seed: int) -> tuple[list[str], list
     return split_questions(heldout_ids, 0.5, seed)
 
 
+def by_eval_loss(run: dict) -> tuple[bool, float]:
+    """Sort key of the paper's selection: the lowest eval loss first, a run without one last."""
+    loss = run["summary"].get("eval_loss")
+    missing = loss is None or np.isnan(loss)
+    return missing, 0.0 if missing else float(loss)
+
+
 def alignment_table(base: dict[str, pd.DataFrame], runs: list[dict], seed: int, n_resamples: int,
-                    confidence: float = 0.95) -> pd.DataFrame:
+                    confidence: float = 0.95, selection: str = "eval_loss") -> pd.DataFrame:
     """Base vs the selected grid point of every preference set, on every dataset it was evaluated on.
 
     `base`: dataset -> base model's held-out answers. `runs`: one per trained grid point, with keys
-    preference_set, trained_on (dataset), grid_point, n_pairs and samples (dataset -> answers).
+    preference_set, trained_on (dataset), grid_point, n_pairs, summary (its `eval_loss`) and samples
+    (dataset -> answers). `selection`: 'eval_loss' (the paper's: the grid point with the lowest DPO loss
+    on the set's own held-out pairs; no question is spent on it) or 'proxy' (the best proxy score on one
+    half of the held-out questions, reported on the other half).
     """
+    if selection not in ("eval_loss", "proxy"):
+        raise ValueError(f"`selection` must be 'eval_loss' or 'proxy', got {selection!r}")
     rows = []
     halves = {ds: selection_halves(sorted(set(t["question_id"])), seed) for ds, t in base.items()}
     for (trained_on, set_tag), group in _group(runs):
-        if len(group) > 1:
+        by_proxy = selection == "proxy" and len(group) > 1
+        if by_proxy:
             select_ids = halves[trained_on][0]
             if not select_ids:
                 raise ValueError(f"{trained_on}: selecting among {len(group)} grid points needs at least 2 held-out "
                                  "questions (one half selects, the other reports)")
             best = max(group, key=lambda r: _on(r["samples"][trained_on], select_ids)["proxy_score"])
         else:
-            best = group[0]
+            best = min(group, key=by_eval_loss)
         for ds, aligned in best["samples"].items():
-            ids = halves[ds][1] if len(group) > 1 else sorted(set(base[ds]["question_id"]))
+            ids = halves[ds][1] if by_proxy else sorted(set(base[ds]["question_id"]))
             b, a = base[ds][base[ds]["question_id"].isin(ids)], aligned[aligned["question_id"].isin(ids)]
             point_b, point_a = alignment_metrics(b), alignment_metrics(a)
             deltas = bootstrap_deltas(b, a, n_resamples, seed, confidence)
             for m in METRICS:
                 rows.append({"dataset": ds, "trained_on": trained_on, "preference_set": set_tag,
-                             "transfer": ds != trained_on, "grid_point": best["grid_point"], "n_pairs": best["n_pairs"],
+                             "transfer": ds != trained_on, "grid_point": best["grid_point"],
+                             "selected_by": selection if len(group) > 1 else "single", "n_pairs": best["n_pairs"],
                              "n_questions": len(ids), "metric": m, "base": point_b[m], "aligned": point_a[m],
                              "delta": deltas[m][0], "low": deltas[m][1], "high": deltas[m][2]})
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)

@@ -182,11 +182,17 @@ def pairwise_judgments(samples: pd.DataFrame, backend: Backend, config: JudgeCon
 
 def score_judgments(samples: pd.DataFrame, backend: Backend, config: JudgeConfig, k: int) -> pd.DataFrame:
     """Score every wrong answer that takes part in a WoW pair, k answers per prompt (seeded groups).
+    With `config.protocol == "paper"`, as the paper's code: every sampled answer of a question, correct
+    ones included, k per prompt in sample order, and a prompt whose scores do not all parse gives none.
 
     One row per answer: its group, its position in the prompt and its score (None when unparsed).
     """
-    pairs = wow_pairs(samples)
-    needed = sorted(set(zip(pairs.question_id, pairs.i)) | set(zip(pairs.question_id, pairs.j)))
+    paper = config.protocol == "paper"
+    if paper:
+        needed = sorted(zip(samples.question_id, samples.sample_idx.astype(int)))
+    else:
+        pairs = wow_pairs(samples)
+        needed = sorted(set(zip(pairs.question_id, pairs.i)) | set(zip(pairs.question_id, pairs.j)))
     by_question: dict[str, list[int]] = {}
     for q, idx in needed:
         by_question.setdefault(q, []).append(idx)
@@ -196,7 +202,8 @@ def score_judgments(samples: pd.DataFrame, backend: Backend, config: JudgeConfig
     groups = []
     for q in sorted(by_question):
         idxs = by_question[q]
-        rng.shuffle(idxs)
+        if not paper:
+            rng.shuffle(idxs)
         groups += [(q, idxs[s:s + k]) for s in range(0, len(idxs), k)]
     prompts = [score_prompt(question.at[q, "question"], [answer[(q, i)] for i in g], config.reasoning)
                for q, g in groups]
@@ -211,6 +218,8 @@ def score_judgments(samples: pd.DataFrame, backend: Backend, config: JudgeConfig
                        config.reasoning)
         for n, (reply, second, scores, source) in zip(chosen, results):
             q, g = groups[n]
+            if paper and any(x is None for x in scores):
+                scores = [None] * len(scores)  # the paper's code drops the whole prompt
             for pos, idx in enumerate(g):
                 rows.append({"dataset": question.at[q, "dataset"], "question_id": q, "sample_idx": idx,
                              "group": n, "position": pos + 1, "k": k, "output": reply,

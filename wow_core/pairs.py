@@ -20,7 +20,7 @@ import pandas as pd
 from wow_core import elicit
 from wow_core.metrics import margin_filter
 
-VERSION = 1
+VERSION = 2  # 2: the unfiltered pairwise set takes one order per pair
 
 PREFERENCE_COLUMNS = ["prompt", "chosen", "rejected", "dataset", "question_id", "generator", "evaluator", "method",
                       "chosen_idx", "rejected_idx", "gap", "chosen_proxy", "rejected_proxy"]
@@ -55,6 +55,10 @@ def verdict_pairs(method: str, samples: pd.DataFrame, judgments: pd.DataFrame | 
         pairs = pairs.rename(columns={"sample_idx_r": "chosen_idx", "sample_idx_w": "rejected_idx"})
         pairs["gap"] = 1.0 - pairs["proxy_w"]
     else:
+        if method == "pairwise":
+            # As the paper's code builds it: one preference per pair, from the order with the lower index
+            # shown first, so two orders that contradict each other never give both a > b and b > a.
+            judgments = judgments[judgments["first"] == judgments["i"]]
         pairs = elicit.method_pairs(method, samples, judgments)
         pairs = pairs[pairs["score_i"] != pairs["score_j"]].copy()  # a tie prefers neither answer
         i_wins = pairs["score_i"] > pairs["score_j"]

@@ -3,6 +3,7 @@ sentences and supports a fact only when the knowledge text holds it verbatim (an
 the judge's replies parsed, the loaders of FActScore's formats and their errors, the sampling stage
 without an extraction turn, and the judge named in a config."""
 import json
+import logging
 import random
 import re
 from pathlib import Path
@@ -334,7 +335,7 @@ def test_sample_answers_labels_with_the_judge_and_asks_no_extraction_turn():
         sample_answers([q1], bg, Generator(bios), SamplingConfig(n=1))
 
 
-def test_config_judge_names_a_model():
+def test_config_judge_names_a_model(caplog):
     models = [{"name": "gen"}, {"name": "big-judge"}]
     data = {"models": models, "generators": ["gen"], "evaluators": ["gen"],
             "datasets": [{"name": "scibench"}, {"name": "bio_generation"},
@@ -346,25 +347,53 @@ def test_config_judge_names_a_model():
         parse_config(bad)
     with pytest.raises(ValueError, match=r"`options` \['judge'\] not accepted by scibench"):
         parse_config({**data, "datasets": [{"name": "scibench", "options": {"judge": "gen"}}]})
-    from flows.elicit import proxy_judge  # the flow resolves the judge: options.judge, else the generator
-    assert [proxy_judge(config, ds, "gen") for ds in config.datasets] == [
-        None, config.model("gen"), config.model("big-judge")]
+    from flows.elicit import proxy_judge  # the flow resolves the judge: options.judge, else the first evaluator
+    logging.getLogger("flows.elicit").addHandler(caplog.handler)  # Prefect's logging config does not propagate it
+    with caplog.at_level(logging.WARNING):
+        assert [proxy_judge(config, ds, "gen") for ds in config.datasets] == [
+            None, config.model("gen"), config.model("big-judge")]
+    # The default judge is the first evaluator, also for another generator; judging one's own answers warns.
+    [warning] = caplog.messages
+    assert "bio_generation: the proxy judge 'gen' is also the generator" in warning and "self-grading" in warning
+    caplog.clear()
+    two = parse_config({**data, "models": [*models, {"name": "other"}], "generators": ["gen", "other"]})
+    assert proxy_judge(two, two.datasets[1], "other") == two.model("gen") and not caplog.messages
+    logging.getLogger("flows.elicit").removeHandler(caplog.handler)
 
 
 @pytest.mark.slow
 def test_packaged_model_as_judge_gives_parseable_replies(monkeypatch):
-    """The prompts with the real packaged 135M model: only structure is checked (it is a weak judge).
-    The split's budget is cut so that the test stays short on a CPU."""
+    """The prompts with the real packaged 135M model (a weak judge, so no verdict is asserted): its
+    replies, recorded on their way back, parse to exactly the facts and verdicts the proxy rests on,
+    one support question per fact, and a second run gives the same (greedy). The split's budget is cut
+    so that the test stays short on a CPU."""
     from wow_core.backends import get_backend
     from wow_core.config import ModelConfig
 
+    class Recording:
+        """The real backend, its replies kept."""
+        def __init__(self, backend):
+            self.backend, self.rounds = backend, []
+
+        def generate(self, conversations, max_new_tokens):
+            replies = self.backend.generate(conversations, max_new_tokens=max_new_tokens)
+            self.rounds.append((conversations, replies))
+            return replies
+
     monkeypatch.setattr(bg, "FACTS_MAX_NEW_TOKENS", 48)
-    judge = get_backend(ModelConfig(name="smollm2-135m", batch_size=8))
+    judge = Recording(get_backend(ModelConfig(name="smollm2-135m", batch_size=8)))
     q = next(q for q in bg.generate_questions(32, seed=0) if q.meta["entity"] == "Marie Curie")
-    [check] = bg.check_facts([q], ["Marie Curie was a Polish physicist. She won the Nobel Prize in Chemistry in "
-                                   "1911. She was born in Paris."], judge)
-    assert len(check.facts) == len(check.supported) >= 0 and 0.0 <= check.proxy <= 1.0
-    assert all(fact.strip() for fact in check.facts) and all(s in (True, False, None) for s in check.supported)
+    bio = "Marie Curie was a Polish physicist. She won the Nobel Prize in Chemistry in 1911. She was born in Paris."
+    [check] = bg.check_facts([q], [bio], judge)
+    (_, [split]), (asked, verdicts) = judge.rounds
+    text = bg.FACTS_PREFILL + split.text
+    if split.finish_reason == "length":  # a fact cut off by the budget is not a fact
+        text = text.rsplit("\n", 1)[0] if "\n" in text else ""
+    assert check.facts == bg.parse_facts(text) and len(check.facts) >= 1, split.text
+    assert [c[0]["content"].count(f) >= 1 for c, f in zip(asked, check.facts)] == [True] * len(check.facts)
+    assert check.supported == [bg.parse_verdict(r.text) for r in verdicts]
+    assert check.proxy == sum(s is True for s in check.supported) / len(check.facts)
+    assert bg.check_facts([q], [bio], judge) == [check]
 
 
 def test_sample_shard_labels_with_the_judge_model(tmp_path, monkeypatch):

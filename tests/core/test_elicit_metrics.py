@@ -5,9 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from wow_core.elicit import (consistency_scores, length_scores, logits_scores, method_pairs, pairwise_agreement,
+from wow_core.elicit import (consistency_scores, length_scores, logits_scores, method_pairs,
                              pairwise_pairs, wow_pairs)
-from wow_core.metrics import accwow, expected_calibration_error, margin_filter, wilson_interval
+from wow_core.metrics import (MIN_QUESTIONS, accwow, effective_pairs, expected_calibration_error, margin_filter,
+                              wilson_interval)
 
 
 def samples_table():
@@ -53,7 +54,7 @@ def test_logits_leave_out_answers_without_logprobs():
     s.loc[(s.question_id == "q2") & (s.sample_idx == 1), "mean_logprob"] = None
     pairs = method_pairs("logits", s)
     assert {(r.question_id, r.i, r.j) for r in pairs.itertuples()} == {("q1", 1, 2), ("q1", 2, 3), ("q2", 0, 2)}
-    assert accwow(pairs).n_pairs == 3
+    assert accwow(pairs).n == 3
 
 
 def test_length_verdicts_and_ties():
@@ -64,7 +65,7 @@ def test_length_verdicts_and_ties():
     assert by == {("q1", 1, 2): (True, 4), ("q1", 2, 3): (True, 3), ("q2", 0, 1): (False, 6),
                   ("q2", 0, 2): (False, 4), ("q2", 1, 2): (True, 2)}
     acc = accwow(pairs)
-    assert (acc.value, acc.n_pairs) == (3 / 5, 5)
+    assert (acc.value, acc.n) == (3 / 5, 5)
 
 
 def test_consistency_tie_counts_as_not_preferring():
@@ -77,7 +78,8 @@ def test_consistency_tie_counts_as_not_preferring():
 
 
 def test_margin_filter_keeps_largest_gaps():
-    pairs = pd.DataFrame({"gap": [0.1, 0.9, 0.5, 0.5, 0.0], "prefers_less_wrong": [False, True, True, False, False]})
+    pairs = pd.DataFrame({"question_id": ["q1", "q1", "q2", "q3", "q3"], "gap": [0.1, 0.9, 0.5, 0.5, 0.0],
+                          "prefers_less_wrong": [False, True, True, False, False]})
     assert margin_filter(pairs, 1.0).index.tolist() == [0, 1, 2, 3, 4]
     assert margin_filter(pairs, 0.5).index.tolist() == [1, 2, 3]  # ceil(2.5) = 3, equal gaps in table order
     assert margin_filter(pairs, 0.1).index.tolist() == [1]
@@ -94,8 +96,46 @@ def test_wilson_interval_by_hand():
     low, high = wilson_interval(8, 10)
     assert (low, high) == pytest.approx((centre - half, centre + half))
     assert (low, high) == pytest.approx((0.4902, 0.9433), abs=1e-4)
-    assert accwow(pd.DataFrame({"prefers_less_wrong": []})).value is None
+    assert accwow(pd.DataFrame({"question_id": [], "prefers_less_wrong": []})).value is None
 
+
+def clustered(per_question: list[tuple[int, int]]) -> pd.DataFrame:
+    """A pairs table: (right, pairs) per question."""
+    rows = [(f"q{i}", j < right) for i, (right, n) in enumerate(per_question) for j in range(n)]
+    return pd.DataFrame(rows, columns=["question_id", "prefers_less_wrong"])
+
+
+def test_intervals_rest_on_questions_not_pairs():
+    z = 1.959963984540054
+    # Ten questions, one pair each: the pairs are independent and the interval is Wilson's on them.
+    independent = accwow(clustered([(1, 1)] * 7 + [(0, 1)] * 3))
+    assert (independent.n, independent.n_questions) == (10, 10)
+    assert (independent.low, independent.high) == pytest.approx(wilson_interval(7, 10))
+    # One question with ten pairs, all right: no interval; ten questions, one right pair each: Wilson
+    # on 10 of 10, [10 / (10 + z^2), 1].
+    one = accwow(clustered([(10, 10)]))
+    assert (one.value, one.n, one.n_questions, one.low, one.high) == (1.0, 10, 1, None, None)
+    ten = accwow(clustered([(1, 1)] * 10))
+    assert (ten.low, ten.high) == pytest.approx((10 / (10 + z * z), 1.0))
+    # Twenty pairs, all right, from five questions count as five: the interval of 5 of 5, not of 20 of 20.
+    five = accwow(clustered([(4, 4)] * 5))
+    assert (five.low, five.high) == pytest.approx((5 / (5 + z * z), 1.0))
+    assert five.low < wilson_interval(20, 20)[0]
+    # Ten questions of 2 pairs, five all right and five all wrong: p = 0.5, Var = 10 * 1^2 / 20^2 =
+    # 0.025, n_eff = 0.25 / 0.025 = 10 (the questions); Wilson at 5 of 10.
+    split = accwow(clustered([(2, 2)] * 5 + [(0, 2)] * 5))
+    assert (split.low, split.high) == pytest.approx(wilson_interval(5, 10))
+    # Each question one right and one wrong: no spread between questions, n_eff capped at the 20 pairs.
+    even = accwow(clustered([(1, 2)] * 10))
+    assert (even.low, even.high) == pytest.approx(wilson_interval(10, 20))
+    # Unequal questions by hand: (3 of 4), (0 of 1), (1 of 1), (2 of 2), (0 of 2): p = 6/10,
+    # sum (k - p n)^2 = 0.36 + 0.36 + 0.16 + 0.64 + 1.44 = 2.96, Var = 0.0296, n_eff = 0.24 / 0.0296.
+    mixed = accwow(clustered([(3, 4), (0, 1), (1, 1), (2, 2), (0, 2)]))
+    n_eff = 0.24 / 0.0296
+    assert effective_pairs(np.array([3, 0, 1, 2, 0]), np.array([4, 1, 1, 2, 2])) == pytest.approx(n_eff)
+    assert (mixed.low, mixed.high) == pytest.approx(wilson_interval(0.6 * n_eff, n_eff))
+    # Four questions are too few for any interval; five are enough.
+    assert accwow(clustered([(1, 2)] * 4)).low is None and MIN_QUESTIONS == 5
 
 def pairwise_judgments():
     # q2 pairs: (0,1) better 1; (0,2) better 2; (1,2) better 2.
@@ -118,7 +158,6 @@ def test_pairwise_unfiltered_and_filtered():
     assert len(unfiltered) == 5 and unfiltered.prefers_less_wrong.sum() == 3
     filtered = pairwise_pairs(pairs, j, filtered=True)
     assert filtered[["i", "j"]].values.tolist() == [[0, 1]] and filtered.prefers_less_wrong.all()
-    assert pairwise_agreement(j) == (1, 2)
     assert filtered["gap"].isna().all()
 
 
@@ -130,3 +169,46 @@ def test_ece_by_hand():
     want = (0.05 + 0.85 + 0.9) / 5 + 0.025 * 2 / 5
     assert expected_calibration_error(conf, correct) == pytest.approx(want)
     assert expected_calibration_error(np.array([0.0]), np.array([0])) == 0
+
+
+def test_report_cells_say_their_questions_and_print_no_interval_on_too_few():
+    from wow_core.report import accwow_table, render_markdown
+    entry = {"dataset": "toy", "generator": "g", "evaluator": "(self)", "method": "length"}
+    few = {**entry, "pairs": clustered([(3, 4), (1, 3), (2, 2)]).assign(gap=1.0)}
+    many = {**entry, "method": "logits", "pairs": clustered([(1, 1)] * 7 + [(0, 1)] * 3).assign(gap=1.0)}
+    table = accwow_table([few, many], margins=[1.0], confidence=0.95)
+    assert table[["n_pairs", "n_questions"]].values.tolist() == [[9, 3], [10, 10]]
+    assert table.ci_low.isna().tolist() == [True, False]
+    md = render_markdown("toy", table, [], [], "plot.png", 0.95)
+    assert "| toy | g | (self) | length | 1 | 0.667 | 9 | 3 | none: 3 questions |" in md
+    low, high = wilson_interval(7, 10)
+    assert f"| toy | g | (self) | logits | 1 | 0.700 | 10 | 10 | [{low:.3f}, {high:.3f}] |" in md
+
+
+def test_the_papers_protocol_by_hand():
+    s = samples_table()
+    # Lengths in tokens, not characters: q2 (0, 1) is 8 characters vs 2, but 3 tokens vs 7.
+    s["n_tokens"] = [4, 2, 6, 3, 1, 3, 7, 4]
+    wow, paper = method_pairs("length", s), method_pairs("length", s, protocol="paper")
+    assert wow.set_index(["question_id", "i", "j"]).loc[("q2", 0, 1), "prefers_less_wrong"] == False  # noqa: E712
+    assert paper.set_index(["question_id", "i", "j"]).loc[("q2", 0, 1), "prefers_less_wrong"] == True  # noqa: E712
+    # Consistency over the extracted answers: q1's "9" is 2 of 4 extracted (wow: 2 of 5 samples), "8" 1 of 4.
+    c = consistency_scores(s, "paper")
+    assert (c[("q1", 1)], c[("q1", 2)]) == (pytest.approx(2 / 4), pytest.approx(1 / 4))
+    gaps = method_pairs("consistency", s, protocol="paper").set_index(["question_id", "i", "j"]).gap
+    assert gaps[("q1", 1, 2)] == pytest.approx(1 / 4)  # wow: 1/5
+    # Unfiltered pairwise: the paper asks one order (lower index first) and counts an unparsed verdict as
+    # a miss. q2's three orders (0,1) first 0 -> chose 1, right; (0,2) first 0 -> chose 0, wrong; (1,2)
+    # first 1 -> chose 1, wrong; 1 of 3. wow: the 5 parsed verdicts of both orders, 3 of 5.
+    pairs, j = wow_pairs(samples_table()), pairwise_judgments()
+    paper_pw = pairwise_pairs(pairs, j, filtered=False, protocol="paper")
+    assert paper_pw[["i", "j", "prefers_less_wrong"]].values.tolist() == [[0, 1, True], [0, 2, False], [1, 2, False]]
+    j.loc[(j.i == 0) & (j.j == 2) & (j["first"] == 0), "preferred"] = None     # unparsed: still a miss
+    assert pairwise_pairs(pairs, j, filtered=False, protocol="paper").prefers_less_wrong.tolist() == [True, False, False]
+    assert len(pairwise_pairs(pairs, j, filtered=False)) == 4                    # wow leaves it out
+    # Top-p: floor(p N) pairs (wow: ceil); floor 0 keeps every pair.
+    table = pd.DataFrame({"question_id": list("abcde"), "gap": [5.0, 4, 3, 2, 1], "prefers_less_wrong": [True] * 5})
+    assert len(margin_filter(table, 0.5, "paper")) == 2 and len(margin_filter(table, 0.5)) == 3
+    assert len(margin_filter(table, 0.1, "paper")) == 5 and len(margin_filter(table, 0.1)) == 1
+    with pytest.raises(ValueError, match="`protocol` must be one of"):
+        method_pairs("length", s, protocol="reference")

@@ -48,25 +48,44 @@ def test_bootstrap_interval_covers_the_delta_and_resamples_questions():
     assert low < delta < high and high - low > 0.01
 
 
-def test_selection_on_one_half_report_on_the_other():
+def test_too_few_questions_get_no_interval():
+    four = answers({q: [(0.2, False, 0.5), (0.6, False, 0.5)] for q in "abcd"})
+    delta, low, high = evaluate.bootstrap_deltas(four, four.assign(proxy=four["proxy"] / 2), 200, seed=0)["proxy_score"]
+    assert delta == pytest.approx(-0.2) and math.isnan(low) and math.isnan(high)
+    one = evaluate.bootstrap_deltas(four[four.question_id == "a"], four[four.question_id == "a"], 200, seed=0)
+    assert one["accuracy"][0] == 0 and all(math.isnan(x) for x in one["accuracy"][1:])
+
+
+def test_selection_by_eval_loss_or_by_proxy_on_one_half():
     ids = [f"q{i}" for i in range(8)]
     select, report = evaluate.selection_halves(ids, seed=0)
     assert len(select) == len(report) == 4 and not set(select) & set(report)
     base = answers({q: [(0.5, False, 0.5)] for q in ids})
 
-    def run(g: int, on_select: float, on_report: float) -> dict:
+    def run(g: int, on_select: float, on_report: float, eval_loss: float | None) -> dict:
         table = answers({q: [(on_select if q in select else on_report, False, 0.5)] for q in ids})
         return {"preference_set": "oracle.self", "trained_on": "toy", "grid_point": g, "n_pairs": 10,
-                "samples": {"toy": table}}
+                "summary": {"eval_loss": eval_loss}, "samples": {"toy": table}}
 
-    # Grid point 1 looks best where it is selected and is worse where it is reported.
-    table = evaluate.alignment_table({"toy": base}, [run(0, 0.6, 0.6), run(1, 0.9, 0.1)], seed=0, n_resamples=100)
-    row = table[table.metric == "proxy_score"].iloc[0]
-    assert row.grid_point == 1 and row.n_questions == 4
-    assert row.aligned == pytest.approx(0.1) and row.delta == pytest.approx(-0.4)
+    # Grid point 1 looks best where it is selected and is worse where it is reported; grid point 0
+    # has the lower eval loss. A run without an eval loss is never chosen by it.
+    runs = [run(0, 0.6, 0.6, 0.62), run(1, 0.9, 0.1, 0.69), run(2, 1.0, 1.0, None)]
+    by_proxy = evaluate.alignment_table({"toy": base}, runs, seed=0, n_resamples=100, selection="proxy")
+    row = by_proxy[by_proxy.metric == "proxy_score"].iloc[0]
+    assert row.grid_point == 2 and row.selected_by == "proxy" and row.n_questions == 4
+    row = evaluate.alignment_table({"toy": base}, runs[:2], seed=0, n_resamples=100, selection="proxy").iloc[0]
+    assert row.grid_point == 1 and row.aligned == pytest.approx(0.1) and row.delta == pytest.approx(-0.4)
+    # The paper's: the lowest eval loss, and every held-out question reported (none spent on selecting).
+    by_loss = evaluate.alignment_table({"toy": base}, runs, seed=0, n_resamples=100)
+    row = by_loss[by_loss.metric == "proxy_score"].iloc[0]
+    assert (row.grid_point, row.selected_by, row.n_questions) == (0, "eval_loss", 8)
+    assert row.aligned == pytest.approx(0.6) and row.delta == pytest.approx(0.1)
     # A single grid point has nothing to select: all held-out questions are reported.
-    single = evaluate.alignment_table({"toy": base}, [run(0, 0.6, 0.6)], seed=0, n_resamples=100)
-    assert single[single.metric == "proxy_score"].n_questions.item() == 8
+    single = evaluate.alignment_table({"toy": base}, [run(0, 0.6, 0.6, None)], seed=0, n_resamples=100,
+                                      selection="proxy")
+    assert single[single.metric == "proxy_score"][["n_questions", "selected_by"]].values.tolist() == [[8, "single"]]
+    with pytest.raises(ValueError, match="`selection` must be 'eval_loss' or 'proxy', got 'loss'"):
+        evaluate.alignment_table({"toy": base}, runs, seed=0, n_resamples=100, selection="loss")
 
 
 def test_reliability_bins_match_the_ece_bins():

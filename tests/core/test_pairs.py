@@ -67,6 +67,18 @@ def test_pairwise_filtered_keeps_agreeing_verdicts_in_the_judges_order():
     assert [(q, c, r) for q, c, r, _ in as_tuples_nan(got)] == [("q1", 2, 1)]  # q2's orders disagree
 
 
+def test_pairwise_set_takes_one_order_so_contradicting_orders_never_give_both_directions():
+    judgments = pd.DataFrame({
+        "dataset": "toy", "question_id": ["q1", "q1", "q2", "q2", "q2", "q2"], "i": [1, 1, 0, 0, 0, 0],
+        "j": [2, 2, 2, 2, 1, 1], "first": [1, 2, 0, 2, 0, 1], "second": [2, 1, 2, 0, 1, 0],
+        "preferred": pd.array([2, 2, 0, 2, None, 1], dtype="Int64"),
+    })
+    got = pairs.verdict_pairs("pairwise", SAMPLES, judgments, 1.0)
+    # q1's orders agree: one pair. q2 (0, 2): the orders contradict; the order with 0 shown first chose 0.
+    # q2 (0, 1): that order did not parse, so no pair (the other order is not asked in its place).
+    assert [(q, c, r) for q, c, r, _ in as_tuples_nan(got)] == [("q1", 2, 1), ("q2", 0, 2)]
+
+
 def as_tuples_nan(table: pd.DataFrame) -> list[tuple]:
     return list(zip(table.question_id, table.chosen_idx, table.rejected_idx, table.gap))
 

@@ -170,7 +170,7 @@ def test_pairwise_judgments_map_verdicts_to_samples():
     # Judges see the graded conclusion after each answer.
     assert "The total weight is 2." in backend.calls[0][0][0]["content"]
     pairs = method_pairs("pairwise_filtered", judged_samples(), judgments)
-    assert accwow(pairs).value == 1.0 and accwow(pairs).n_pairs == 6
+    assert accwow(pairs).value == 1.0 and accwow(pairs).n == 6
 
 
 def test_pairwise_cap_and_unparsed_verdicts():
@@ -194,6 +194,29 @@ def test_score_judgments_k2_positions():
     assert (judgments.verdict_source == "reasoning").all()
     pairs = method_pairs("score_k2", judged_samples(), judgments)
     assert accwow(pairs).value == 1.0 and pairs.gap.tolist() == [1, 2, 3, 1, 2, 1]
+
+
+def test_score_judgments_as_the_paper_scored_them():
+    # A fifth answer, correct: the paper's score judge sees every answer, in sample order, k per prompt.
+    samples = judged_samples()
+    samples = pd.concat([samples, samples.iloc[[3]].assign(sample_idx=4, answer="I think q=9.", proxy=1.0,
+                                                               correct=True)], ignore_index=True)
+
+    def judge(conv):
+        q = qualities(conv[0]["content"])
+        if len(q) == 1:
+            return f"Score: {min(5, q[0] // 2)}"
+        scores = [f"Answer {i}: Score: {min(5, x // 2)}" for i, x in enumerate(q, 1)]
+        return "\n".join(scores[:1] if q == [6, 8] else scores)  # the prompt of answers 2, 3 lacks a score
+
+    paper = score_judgments(samples, ScriptedBackend(judge=judge), JudgeConfig(protocol="paper"), k=2) \
+        .sort_values("sample_idx")
+    assert paper[["sample_idx", "group", "position"]].values.tolist() == [[0, 0, 1], [1, 0, 2], [2, 1, 1], [3, 1, 2],
+                                                                          [4, 2, 1]]
+    # The prompt with an unparsed score gives none (its parsed "Score: 3" for answer 2 is dropped too).
+    assert [None if pd.isna(x) else x for x in paper.score] == [1, 2, None, None, 4]
+    wow = score_judgments(samples, ScriptedBackend(judge=judge), JudgeConfig(seed=1), k=2)
+    assert sorted(wow.sample_idx) == [0, 1, 2, 3]  # only the wrong answers of WoW pairs, seeded groups
 
 
 def test_judges_without_reasoning_answer_in_one_started_turn():

@@ -1,6 +1,7 @@
 """The grid flow (elicitation + alignment as one DAG) on the real packaged model: the alignment report,
 evaluation only on held-out questions, a cached rerun that trains nothing, and one without Prefect's records
 that only looks in the store."""
+import json
 import logging
 
 import pytest
@@ -26,13 +27,14 @@ def tiny_grid(store: str) -> ExperimentConfig:
     return ExperimentConfig(
         name="tiny", store=store,
         datasets=[DatasetConfig(name="nlgraph_shortest_path", n_questions=4, seed=1),
-                  DatasetConfig(name="nlgraph_max_flow", n_questions=2, seed=1)],
+                  DatasetConfig(name="nlgraph_max_flow", n_questions=4, seed=1)],
         sampling=SamplingConfig(n=4, max_new_tokens=24, shard_size=4, extraction_max_new_tokens=10),
         judge=JudgeConfig(methods=["logits", "score"], max_new_tokens=8, score_k=[1]),
         alignment=AlignmentConfig(
-            datasets=["nlgraph_shortest_path"], heldout_fraction=0.5,
-            preference_sets=[PreferenceSetConfig(method="oracle"), PreferenceSetConfig(method="score_k1")],
+            heldout_fraction=0.5,  # both datasets, each adapter also evaluated on the other (transfer)
+            preference_sets=[PreferenceSetConfig(method="oracle")],
             train=TrainConfig(epochs=1, batch_size=4, max_length=400, learning_rate=1e-4),
+            grid={"learning_rate": [1e-4, 5e-4]},  # two grid points per set: the paper's selection picks one
             eval=SamplingConfig(n=2, max_new_tokens=24, shard_size=2, extraction_max_new_tokens=10),
             bootstrap=100),
     )
@@ -71,12 +73,13 @@ def test_alignment_report_and_held_out_evaluation(first_run):
     table = store.read_table(uris["parquet"])
     trained = store.fs.glob(f"{config.store}/preference_sets/*.parquet")
     sets = {store.read_table(u)["method"].iloc[0] if len(store.read_table(u)) else None for u in trained}
-    assert len(trained) == 2 and "oracle" in sets
+    assert len(trained) == 2 and sets == {"oracle"}  # one set on each of two datasets
     # Every trained set is reported in-task and, transfer on by default, on the other dataset.
-    for pset in table.preference_set.unique():
-        rows = table[table.preference_set == pset]
+    datasets = {"nlgraph_shortest_path", "nlgraph_max_flow"}
+    for (pset, trained_on), rows in table.groupby(["preference_set", "trained_on"]):
         assert set(rows.metric) == {"proxy_score", "wrong_only_proxy", "accuracy", "ece"}
-        assert set(zip(rows.dataset, rows.transfer)) == {("nlgraph_shortest_path", False), ("nlgraph_max_flow", True)}
+        [other] = datasets - {trained_on}
+        assert set(zip(rows.dataset, rows.transfer)) == {(trained_on, False), (other, True)}, (pset, trained_on)
     # Evaluation never sees a question that any preference set holds.
     pair_questions = set().union(*(set(store.read_table(u).question_id) for u in trained))
     heldout = store.fs.glob(f"{config.store}/questions/heldout/*.parquet")
@@ -87,8 +90,25 @@ def test_alignment_report_and_held_out_evaluation(first_run):
     markdown = store.read_text(uris["md"])
     assert "Alignment report: tiny" in markdown and "oracle.self" in markdown and "reliability" in markdown
     assert all(store.read_bytes(p).startswith(b"\x89PNG") for p in uris["png"])
+    # Every adapter evaluated on a dataset is a panel of its diagram, the ones trained elsewhere included.
+    for ds in ("nlgraph_shortest_path", "nlgraph_max_flow"):
+        rows = table[table.dataset == ds][["preference_set", "trained_on"]].drop_duplicates()
+        want = ["base"] + [p if t == ds else f"{p} (trained on {t})" for p, t in rows.itertuples(index=False)]
+        assert f"![reliability, smollm2-135m on {ds}: {', '.join(want)}](" in markdown, (ds, want)
+    assert (table.transfer & table.duplicated(["dataset", "preference_set"], keep=False)).any()  # one set, two adapters
     adapters = store.fs.glob(f"{config.store}/adapters/*/adapter_model.safetensors")
-    assert len(adapters) == len(table.preference_set.unique())
+    assert len(adapters) == 2 * len(table[["preference_set", "trained_on"]].drop_duplicates())  # 2 grid points
+    # Each set's reported grid point is the one with the lowest eval loss (read from its training log),
+    # and every held-out question is reported: none is spent on selecting.
+    assert set(table.selected_by) == {"eval_loss"}
+    for trained_on, rows in table.groupby("trained_on"):
+        loss = {g: json.loads(store.read_text(log))["summary"]["eval_loss"] for g in (0, 1)
+                for log in store.fs.glob(f"{config.store}/adapters/{trained_on}.smollm2-135m.oracle.self.g{g}-*/"
+                                         "training_log.json")}
+        assert set(rows.grid_point) == {min(loss, key=loss.get)}, loss
+    n_heldout = {store.read_table(u).dataset.iloc[0]: len(store.read_table(u)) for u in heldout}
+    assert all(r.n_questions == n_heldout[r.dataset] for r in table.itertuples())
+
 
 
 def test_training_logs_its_records_and_no_bytecode(first_run):

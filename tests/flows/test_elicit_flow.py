@@ -57,6 +57,16 @@ def test_report_has_every_method_and_margin(first_run):
     markdown = store.read_text(uris["md"])
     assert "Random baseline: 0.500" in markdown and "pairwise_filtered" in markdown and uris["png"].rsplit("/", 1)[-1] in markdown
     assert store.read_bytes(uris["png"]).startswith(b"\x89PNG")
+    # Three questions: every cell says so instead of printing an interval.
+    assert (table.n_questions <= 3).all() and table.ci_low.isna().all() and "none: 3 questions" in markdown
+    # The judge table: the pairwise judge's verdicts recounted from its judgments.
+    judges = store.read_table(uris["judges"])
+    [pairwise] = judges[judges.method == "pairwise"].to_dict("records")
+    verdicts = store.read_table(next(u for u in store.fs.glob(f"{config.store}/judgments/*pairwise*.parquet")))
+    parsed = verdicts[verdicts.preferred.notna()]
+    assert pairwise["verdicts"] == len(verdicts) and pairwise["first_position_n"] == len(parsed)
+    assert pairwise["first_position"] == pytest.approx((parsed.preferred == parsed["first"]).mean())
+    assert "| parse rate | position consistency | first position | kappa |" in markdown
 
 
 def test_rerun_is_fully_cached_and_calls_no_model(first_run, task_states):
@@ -112,3 +122,29 @@ def test_crash_in_one_shard_loses_only_that_shard(harness, tmp_path, monkeypatch
     monkeypatch.setattr(sample_module, "sample_answers", real)
     states = task_states(elicit(config, return_state=True))
     assert sorted(states["sample_shard"]) == ["Cached", "Completed"]
+
+
+def test_score_judges_of_5_and_10_answers_under_the_papers_protocol(harness, tmp_path):
+    """Ten answers to one question, every one scored (the paper's protocol): the packaged model is
+    asked prompts of 5 and of 10 answers, and each verdict lands on its answer and position."""
+    config = ExperimentConfig(
+        name="tiny-k", store=str(tmp_path / "store"),
+        datasets=[DatasetConfig(name="nlgraph_shortest_path", n_questions=1, seed=4)],
+        sampling=SamplingConfig(n=10, max_new_tokens=16, shard_size=1, extraction_max_new_tokens=8),
+        judge=JudgeConfig(methods=["length", "score"], score_k=[5, 10], max_new_tokens=40, reasoning=False,
+                          protocol="paper"))
+    state = elicit(config, return_state=True)
+    assert state.is_completed(), state
+    store, uris = Store(config.store), state.result()
+    for k in (5, 10):
+        [uri] = store.fs.glob(f"{config.store}/judgments/*score_k{k}*.parquet")
+        scores = store.read_table(uri).sort_values("sample_idx")
+        assert scores.sample_idx.tolist() == list(range(10)) and (scores.k == k).all()
+        assert scores.position.tolist() == [i % k + 1 for i in range(10)]
+        assert scores.group.nunique() == 10 // k
+        # A prompt's scores all parsed or none did.
+        assert all(g.score.notna().all() or g.score.isna().all() for _, g in scores.groupby("group"))
+    judges = store.read_table(uris["judges"]).set_index("method")
+    assert set(judges.index) == {"score_k5", "score_k10"} and (judges.verdicts == 10).all()
+    table = store.read_table(uris["parquet"])
+    assert {"score_k5", "score_k10", "length"} <= set(table.method)

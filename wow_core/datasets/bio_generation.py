@@ -8,8 +8,8 @@ does: Yao et al. 2024, "Varying Shades of Wrong: Aligning LLMs with Wrong Answer
 2410.11055), with FActScore as the proxy.
 
 Proxy (FActScore's factual precision). A judge model, configured like any other model (the dataset's
-`options: {judge: <model name>}`, default: the generator itself; it should be fixed across generators
-for their proxies to compare), is asked through the backend interface, in two batched rounds:
+`options: {judge: <model name>}`, default: the config's first evaluator, the same for every generator
+so that their proxies compare; a judge that is the generator grades itself, and the run warns), is asked through the backend interface, in two batched rounds:
 1. split: the biography's atomic facts, one per line (`FACTS_PROMPT`, with one worked example, its reply
    started with "- "); parsed by `parse_facts` (list markers, headings and repeats handled; a fact line
    holding several sentences is split into them);

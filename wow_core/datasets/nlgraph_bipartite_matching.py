@@ -29,7 +29,8 @@ NLGraph's own answers read "applicant 0: job 4\\n...\\n3 applicants can find the
 interested in."; the jobs there are its internal node ids (job j written as j + number of
 applicants), so the loader checks only the stated count.
 
-Proxy (DESIGN.md, max-flow rule, "matching likewise"): `1 - |a - g| / (L - g)` with L = 2g, i.e.
+Proxy (DESIGN.md's max-flow rule carried over; docs/methods.md, "Proxies and the reference code"):
+`1 - |a - g| / (L - g)` with L = 2g, i.e.
 `1 - |a - g| / g`, clipped to [0, 1], with g the size of a maximum matching. A matching is a flow of
 unit capacities (source -> applicants -> jobs -> sink), so the max-flow rule applies unchanged, and
 as there it is symmetric: an answer off by g or more (0 matches, or twice the maximum) scores 0.
