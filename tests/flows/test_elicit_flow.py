@@ -1,5 +1,6 @@
 """The elicitation flow end to end on the real packaged model, with the Prefect test harness:
 report contents, a fully cached rerun, and a config change that redoes only what depends on it."""
+import re
 
 import pytest
 from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
@@ -58,14 +59,16 @@ def test_report_has_every_method_and_margin(first_run):
     assert "Random baseline: 0.500" in markdown and "pairwise_filtered" in markdown and uris["png"].rsplit("/", 1)[-1] in markdown
     assert store.read_bytes(uris["png"]).startswith(b"\x89PNG")
     # Three questions: every cell says so instead of printing an interval.
-    assert (table.n_questions <= 3).all() and table.ci_low.isna().all() and "none: 3 questions" in markdown
+    assert (table.n_questions <= 3).all() and table.ci_low.isna().all()
+    assert re.search(r"\| none: [123] questions? \|", markdown) and "[0." not in markdown.split("## Samples")[0]
     # The judge table: the pairwise judge's verdicts recounted from its judgments.
     judges = store.read_table(uris["judges"])
     [pairwise] = judges[judges.method == "pairwise"].to_dict("records")
     verdicts = store.read_table(next(u for u in store.fs.glob(f"{config.store}/judgments/*pairwise*.parquet")))
     parsed = verdicts[verdicts.preferred.notna()]
     assert pairwise["verdicts"] == len(verdicts) and pairwise["first_position_n"] == len(parsed)
-    assert pairwise["first_position"] == pytest.approx((parsed.preferred == parsed["first"]).mean())
+    if len(parsed):
+        assert pairwise["first_position"] == pytest.approx((parsed.preferred == parsed["first"]).mean())
     assert "| parse rate | position consistency | first position | kappa |" in markdown
 
 

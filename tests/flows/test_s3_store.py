@@ -123,7 +123,7 @@ def report(store_url: str) -> tuple[pd.DataFrame, str]:
     """The AccWoW table and markdown of the one report in a store."""
     store = Store(store_url)
     [md] = store.fs.glob(f"{store_url}/reports/*.md")
-    [table] = store.fs.glob(f"{store_url}/reports/*.parquet")
+    [table] = [u for u in store.fs.glob(f"{store_url}/reports/*.parquet") if ".judges-" not in u]
     return store.read_table(table), store.read_text(md)
 
 
