@@ -74,7 +74,7 @@ def _rate(j: dict, name: str, digits: int = 2) -> str:
         return "—"
     interval = (f"[{_fmt(j[f'{name}_low'], digits)}, {_fmt(j[f'{name}_high'], digits)}]"
                 if j[f"{name}_low"] is not None and not pd.isna(j[f"{name}_low"])
-                else f"(none: {j[f'{name}_questions']} questions)")
+                else f"(none: {j[f'{name}_questions']} question{'s' * (j[f'{name}_questions'] != 1)})")
     return f"{_fmt(j[name], digits)} {interval} of {j[f'{name}_n']}"
 
 
