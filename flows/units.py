@@ -16,7 +16,6 @@ marked Crashed by the heartbeat automation that `wow deploy` creates) is run aga
 worker, up to `execution.max_attempts` times; its finished units are cache hits there. A batch that
 failed (a model that cannot load) fails its tasks with that message and nothing else.
 """
-import hashlib
 import inspect
 import json
 import os
@@ -35,7 +34,7 @@ from prefect.futures import PrefectFuture
 from pydantic import BaseModel, Field, TypeAdapter
 
 from wow_core.config import ExperimentConfig
-from wow_core.store import Store
+from wow_core.store import Store, content_key, jsonable
 
 WORKER_NAME_ENV = "WOW_WORKER_NAME"  # how a worker names itself in manifests (default: host name)
 
@@ -67,16 +66,6 @@ class UnitFailed(RuntimeError):
     """A batch that failed on its worker, or crashed more often than allowed."""
 
 
-def _json(value: Any) -> Any:
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    if isinstance(value, dict):
-        return {k: _json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json(v) for v in value]
-    return value
-
-
 def _typed(fn, arguments: dict[str, Any]) -> dict[str, Any]:
     """Arguments from JSON back to the types of `fn`'s parameters (configs become models again)."""
     hints = inspect.signature(fn).parameters
@@ -84,8 +73,7 @@ def _typed(fn, arguments: dict[str, Any]) -> dict[str, Any]:
 
 
 def batch_key(stage: str, model: str, units: list[Unit]) -> str:
-    blob = json.dumps([stage, model, [u.model_dump(mode="json") for u in units]], sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+    return content_key(f"units.{stage}", model=model, units=units)[:24]
 
 
 def manifest_uri(store: Store, batch: UnitBatch) -> str:
@@ -204,7 +192,7 @@ def run_units(stage: str, model: str, calls: list[dict], config: ExperimentConfi
     """Run a batch of one model's calls as a run of the `unit` deployment and wait for it; a run that
     crashed is asked again. Returns the batch's manifest (its units' results, where it ran, loads)."""
     logger = get_run_logger()
-    units = [Unit(task=c["task"], arguments=_json(c["arguments"]), group=c["group"]) for c in calls]
+    units = [Unit(task=c["task"], arguments=jsonable(c["arguments"]), group=c["group"]) for c in calls]
     batch = UnitBatch(key=batch_key(stage, model, units), stage=stage, model=model, units=units)
     store = Store(config.store)
     uri = manifest_uri(store, batch)

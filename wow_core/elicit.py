@@ -75,6 +75,11 @@ def scored_pairs(pairs: pd.DataFrame, scores: pd.Series) -> pd.DataFrame:
     return out[PAIR_COLUMNS].reset_index(drop=True)
 
 
+def lower_index_first(judgments: pd.DataFrame) -> pd.DataFrame:
+    """The pairwise verdicts of the order the paper's code asks: the lower sample index shown first."""
+    return judgments[judgments["first"] == judgments["i"]]
+
+
 def pairwise_pairs(pairs: pd.DataFrame, judgments: pd.DataFrame, filtered: bool, protocol: str = "wow") -> pd.DataFrame:
     """Verdicts of the pairwise judge. Unfiltered: one row per parsed judgment (either order; paper: one
     row per pair, from the order with the lower index first, an unparsed verdict a miss). Filtered: one
@@ -87,7 +92,7 @@ def pairwise_pairs(pairs: pd.DataFrame, judgments: pd.DataFrame, filtered: bool,
         agreed = votes[(votes["size"] == 2) & (votes["nunique"] == 1)].reset_index()
         rows = agreed.rename(columns={"first": "preferred"})
     elif protocol == "paper":
-        rows = judgments.loc[judgments["first"] == judgments["i"], ["dataset", "question_id", "i", "j", "preferred"]].copy()
+        rows = lower_index_first(judgments)[["dataset", "question_id", "i", "j", "preferred"]].copy()
         rows["preferred"] = rows["preferred"].astype("Float64").fillna(-1).astype(int)  # -1: no answer chosen
     else:
         rows = parsed[["dataset", "question_id", "i", "j", "preferred"]].copy()

@@ -17,6 +17,7 @@ over questions. None of them on fewer than `metrics.MIN_QUESTIONS` questions.
 import numpy as np
 import pandas as pd
 
+from wow_core.elicit import lower_index_first
 from wow_core.metrics import MIN_QUESTIONS, Rate, clustered_rate
 
 KAPPA_RESAMPLES = 1000
@@ -26,7 +27,7 @@ def both_orders(judgments: pd.DataFrame) -> pd.DataFrame:
     """One row per pair (question_id, i, j) with both orders parsed: `forward` (the verdict with i shown
     first) and `reverse` (j first), each as the chosen sample index."""
     parsed = judgments[judgments["preferred"].notna()]
-    forward = parsed[parsed["first"] == parsed["i"]].set_index(["question_id", "i", "j"])["preferred"]
+    forward = lower_index_first(parsed).set_index(["question_id", "i", "j"])["preferred"]
     reverse = parsed[parsed["first"] == parsed["j"]].set_index(["question_id", "i", "j"])["preferred"]
     pairs = pd.concat({"forward": forward, "reverse": reverse}, axis=1, join="inner").reset_index()
     return pairs.astype({"forward": int, "reverse": int})

@@ -58,7 +58,7 @@ def verdict_pairs(method: str, samples: pd.DataFrame, judgments: pd.DataFrame | 
         if method == "pairwise":
             # As the paper's code builds it: one preference per pair, from the order with the lower index
             # shown first, so two orders that contradict each other never give both a > b and b > a.
-            judgments = judgments[judgments["first"] == judgments["i"]]
+            judgments = elicit.lower_index_first(judgments)
         pairs = elicit.method_pairs(method, samples, judgments)
         pairs = pairs[pairs["score_i"] != pairs["score_j"]].copy()  # a tie prefers neither answer
         i_wins = pairs["score_i"] > pairs["score_j"]

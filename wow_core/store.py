@@ -67,19 +67,20 @@ def storage_options(url: str) -> dict:
     return dict(S3_OPTIONS) if url.startswith(("s3://", "s3a://")) else {}
 
 
-def _jsonable(value):
+def jsonable(value):
+    """`value` with every pydantic model dumped to JSON types, recursively."""
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     return value
 
 
 def content_key(stage: str, **parts) -> str:
     """Hex sha256 of a stage name and its inputs (configs, versions, input URIs)."""
-    blob = json.dumps({"stage": stage, **_jsonable(parts)}, sort_keys=True, separators=(",", ":"))
+    blob = json.dumps({"stage": stage, **jsonable(parts)}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

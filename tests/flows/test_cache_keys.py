@@ -47,6 +47,10 @@ def test_judge_keys_hold_the_settings_each_judge_reads():
     # The pairwise cap changes only the pairwise judge's work.
     capped = keys(max_pairs_per_question=2)
     assert capped[0] != pairwise and capped[1] == score
+    # The protocol changes what the score judge is asked (every answer, in sample order), not the
+    # pairwise judge (both orders are asked either way).
+    paper = keys(protocol="paper")
+    assert paper[0] == pairwise and paper[1] != score
     # Settings both read reach both keys.
     for changed in (keys(reasoning=False), keys(seed=1), keys(max_new_tokens=12)):
         assert changed[0] != pairwise and changed[1] != score
@@ -54,4 +58,4 @@ def test_judge_keys_hold_the_settings_each_judge_reads():
     # the new field is tested above.
     read = set(JudgeConfig.model_fields) - PAIRWISE_UNREAD["judge_config"]
     assert read == {"max_new_tokens", "reasoning", "max_pairs_per_question", "seed"}
-    assert set(JudgeConfig.model_fields) - SCORE_UNREAD["judge_config"] == read - {"max_pairs_per_question"}
+    assert set(JudgeConfig.model_fields) - SCORE_UNREAD["judge_config"] == read - {"max_pairs_per_question"} | {"protocol"}
