@@ -104,7 +104,8 @@ def position_findings(judges: list[dict]) -> list[str]:
                          "position decides its verdicts more than the answers do.")
         elif j["first_position_low"] is None and abs(share - 0.5) >= 0.25:
             lines.append(f"- {who} picks the answer shown {side} in {max(share, 1 - share):.0%} of its "
-                         f"{j['first_position_n']} parsed verdicts, on {j['first_position_questions']} questions: "
+                         f"{j['first_position_n']} parsed verdicts, on {j['first_position_questions']} "
+                         f"question{'s' * (j['first_position_questions'] != 1)}: "
                          f"too few for an interval{consistency}.")
     return lines
 
