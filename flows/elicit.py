@@ -191,12 +191,13 @@ def submit_elicitation(config: ExperimentConfig, units: Units) -> Elicitation:
         calls = []
         for ds in config.datasets:
             questions, step = out.questions[ds.tag], config.sampling.shard_size
+            judge_model = proxy_judge(config, ds, gen)  # once per dataset: it warns when it is the generator
             for start in range(0, questions["n"], step):
                 shards.setdefault((ds.tag, gen), []).append(len(calls))
                 calls.append(UnitCall("sample_shard", dict(
                     questions_uri=questions["uri"], start=start, stop=min(start + step, questions["n"]),
                     dataset=ds.name, model=config.model(gen), sampling=config.sampling_for(gen), store=store,
-                    judge_model=proxy_judge(config, ds, gen))))
+                    judge_model=judge_model)))
         futures = units.map(gen, "sample", calls)
         for ds in config.datasets:
             out.samples[(ds.tag, gen)] = join_task.submit([futures[i] for i in shards.get((ds.tag, gen), [])],
