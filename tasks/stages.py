@@ -166,7 +166,7 @@ def build_report(name: str, entries: list[dict], samples: list[dict], judges: li
         sample_stats = [{**x, **report.sample_summary(s.read_table(x["uri"]))} for x in samples]
         judge_stats = [{**j, **report.judge_summary(j["method"], s.read_table(j["uri"]), confidence)} for j in judges]
         s.write_table(uris["parquet"], table)
-        s.write_table(uris["judges"], pd.DataFrame(judge_stats).drop(columns="uri"))
+        s.write_table(uris["judges"], report.judge_table(judge_stats))
         s.write_bytes(uris["png"], report.plot_accwow(table))
         # The markdown is written last: its presence means the whole report is there.
         png_name = uris["png"].rsplit("/", 1)[-1]

@@ -46,6 +46,14 @@ def sample_summary(samples: pd.DataFrame) -> dict:
     }
 
 
+def judge_table(judges: list[dict]) -> pd.DataFrame:
+    """The judge reliability table: one row per (dataset, generator, evaluator, method) of `judges`
+    (dicts with those keys and `judge_summary` fields). A config without a judge model has no rows, but
+    the key columns are there for whoever filters the table."""
+    rows = [{k: v for k, v in j.items() if k != "uri"} for j in judges]
+    return pd.DataFrame(rows, columns=None if rows else ["dataset", "generator", "evaluator", "method"])
+
+
 def judge_summary(method: str, judgments: pd.DataFrame, confidence: float = 0.95) -> dict:
     """How often the judge's verdict parsed and from which turn; for the pairwise judge also its
     position consistency, first-position share and Cohen's kappa between the two orders

@@ -74,3 +74,16 @@ def test_a_judge_that_always_picks_the_lower_index_has_no_kappa_and_no_position_
     # Each question one first and one second pick per pair: no spread between questions, n_eff = 24.
     assert (rel["first_position"].low, rel["first_position"].high) == pytest.approx(wilson_interval(12, 24))
     assert not picks_by_position(rel["first_position"])
+
+
+def test_the_judge_table_of_a_config_without_a_judge_model(tmp_path):
+    # A grid of self signals only has no judge rows; the table is still written with its key columns
+    # (the report step of such a grid once failed on `drop(columns="uri")` of an empty frame).
+    from wow_core.report import judge_table
+    from wow_core.store import Store
+    store = Store(str(tmp_path))
+    store.write_table(str(tmp_path / "judges.parquet"), judge_table([]))
+    back = store.read_table(str(tmp_path / "judges.parquet"))
+    assert list(back.columns) == ["dataset", "generator", "evaluator", "method"] and back.empty
+    row = {"dataset": "toy", "generator": "g", "evaluator": "e", "method": "pairwise", "uri": "x", "verdicts": 4}
+    assert judge_table([row]).to_dict("records") == [{k: v for k, v in row.items() if k != "uri"}]
