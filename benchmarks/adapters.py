@@ -13,7 +13,7 @@ import torch
 from wow_core import engines
 from wow_core.backends.transformers_backend import resolve_model_path
 from wow_core.backends.vllm_backend import VLLMBackend
-from wow_core.config import ModelConfig, SamplingConfig
+from wow_core.config import SamplingConfig, VllmModel
 from wow_core.datasets import nlgraph_shortest_path as dataset
 from wow_core.sample import sample_answers
 
@@ -54,8 +54,8 @@ def main() -> None:
         for mode in args.modes:
             started = time.perf_counter()
             for adapter in adapters:
-                backend = VLLMBackend(ModelConfig(name="aligned", backend="vllm", dtype=args.dtype, adapter=adapter,
-                                                  adapters=mode))
+                backend = VLLMBackend(VllmModel(name="aligned", backend="vllm", dtype=args.dtype, adapter=adapter,
+                                                adapters=mode))
                 sample_answers(questions, dataset, backend, sampling)
                 backend.close()
             engines.stop_all()

@@ -15,7 +15,7 @@ import time
 import torch
 
 from wow_core.backends.transformers_backend import TransformersBackend, resolve_model_path
-from wow_core.config import LORA_ALL_PROJECTIONS, ModelConfig
+from wow_core.config import LORA_ALL_PROJECTIONS, TransformersModel, VllmModel
 from wow_core.datasets import nlgraph_shortest_path
 
 
@@ -59,10 +59,10 @@ def main() -> None:
           f"{args.n} samples, up to {args.max_new_tokens} new tokens, temperature 1.0, log-probs on")
     with tempfile.TemporaryDirectory(prefix="wow-gpu-check-") as folder:
         adapter = random_adapter(args.model, folder)
-        configs = [ModelConfig(name="transformers-bf16", path=args.model, device="cuda", dtype="bfloat16",
-                               batch_size=args.batch_size),
-                   ModelConfig(name="transformers-bf16+lora", path=args.model, device="cuda", dtype="bfloat16",
-                               batch_size=args.batch_size, adapter=adapter)]
+        configs = [TransformersModel(name="transformers-bf16", path=args.model, device="cuda", dtype="bfloat16",
+                                     batch_size=args.batch_size),
+                   TransformersModel(name="transformers-bf16+lora", path=args.model, device="cuda", dtype="bfloat16",
+                                     batch_size=args.batch_size, adapter=adapter)]
         rows = []
         for config in configs:
             backend = TransformersBackend(config)
@@ -73,7 +73,7 @@ def main() -> None:
         if importlib.util.find_spec("vllm") is not None:
             from wow_core.backends.vllm_backend import VLLMBackend
             for name, extra in (("vllm-bf16", {}), ("vllm-bf16+lora", {"adapter": adapter})):
-                backend = VLLMBackend(ModelConfig(name=name, path=args.model, backend="vllm", dtype="bfloat16", **extra))
+                backend = VLLMBackend(VllmModel(name=name, path=args.model, backend="vllm", dtype="bfloat16", **extra))
                 rows.append(measure(backend, conversations, args.n, args.max_new_tokens))
         else:
             print("vllm: not importable here; only the transformers backend ran (pip install 'wow[gpu]')")

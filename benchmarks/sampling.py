@@ -21,7 +21,7 @@ import torch
 from wow_core import judge
 from wow_core.backends.transformers_backend import TransformersBackend
 from wow_core.backends.vllm_backend import VLLMBackend
-from wow_core.config import ModelConfig
+from wow_core.config import TransformersModel, VllmModel
 from wow_core.datasets import nlgraph_shortest_path as dataset
 from wow_core.engines import get_engine
 
@@ -72,8 +72,8 @@ def main() -> None:
 
     questions = dataset.generate_questions(args.questions, 0, "easy")
     conversations = [[{"role": "user", "content": q.text}] for q in questions]
-    hf = TransformersBackend(ModelConfig(name="transformers", dtype=args.dtype, batch_size=args.batch_size))
-    vllm = VLLMBackend(ModelConfig(name="vllm", backend="vllm", dtype=args.dtype))
+    hf = TransformersBackend(TransformersModel(name="transformers", dtype=args.dtype, batch_size=args.batch_size))
+    vllm = VLLMBackend(VllmModel(name="vllm", backend="vllm", dtype=args.dtype))
     engine, startup_s = timed(lambda: get_engine(vllm.spec))
     sampling = dict(n=args.n, temperature=1.0, top_p=1.0, max_new_tokens=args.max_new_tokens, seed=0)
     for backend in (hf, vllm):  # warm-up

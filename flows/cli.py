@@ -4,6 +4,7 @@ import argparse
 import os
 import sys
 import time
+import traceback
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,11 +25,45 @@ def _overrides(pairs: list[str]) -> dict:
     return out
 
 
+EXIT_STATUS = """exit status:
+  0  done
+  1  the run failed: the store could not be reached or its S3 secret read (one line says which), or
+     an error of wow or a model (its traceback)
+  2  the config or a dataset is invalid (one line names the file, the line or record and the field),
+     as `wow validate` finds it, and `wow run` before it starts a flow run (or, for what only a run
+     meets, e.g. a generator asked for more questions than it has, during the run)"""
+
+
+def _fail(err: Exception, code: int, debug: bool) -> int:
+    """Print `wow: <message>` (after the traceback with --debug) and return the exit status."""
+    if debug:
+        traceback.print_exception(err)
+    print(f"wow: {err}", file=sys.stderr)
+    return code
+
+
+def check_datasets(config) -> None:
+    """Read and check every local dataset file that `config` names, as its run would load it, without
+    models (wow_core/datasets `check_file`). Generated questions and files at a URL are left to the
+    run: generating may need an engine (chess) or a model (graded options).
+
+    Raises:
+        DataError: the first bad record, naming file, line or record, and field.
+    """
+    from wow_core.datasets import check_file
+    for dataset in config.datasets:
+        if dataset.source == "file" and "://" not in dataset.path:
+            check_file(dataset.name, dataset.path, dataset.options)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="wow", description=__doc__)
+    parser = argparse.ArgumentParser(prog="wow", description=__doc__, epilog=EXIT_STATUS,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run a config's grid (elicitation, then alignment if configured) and print the reports")
-    check = sub.add_parser("validate", help="validate a config and print it with its defaults")
+    run = sub.add_parser("run", help="run a config's grid (elicitation, then alignment if configured) and print the reports",
+                         epilog=EXIT_STATUS, formatter_class=argparse.RawDescriptionHelpFormatter)
+    check = sub.add_parser("validate", help="validate a config and its dataset files, and print it with its defaults",
+                           epilog=EXIT_STATUS, formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("--flow", choices=["grid", "elicit", "align"], default="grid",
                      help="grid: elicitation + alignment as one DAG (default); elicit or align alone")
     run.add_argument("--deployment", metavar="NAME",
@@ -43,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("config", help="experiment config (YAML)")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a field, e.g. --set sampling.n=4 (repeatable)")
+        p.add_argument("--debug", action="store_true",
+                       help="print the traceback of an error, and Prefect's tracebacks of failed task and flow "
+                            "runs (without it: one line; the Prefect UI keeps each run's tracebacks)")
     args = parser.parse_args(argv)
     if args.command == "deploy":
         from flows.deploy import require_server, setup
@@ -50,11 +88,12 @@ def main(argv: list[str] | None = None) -> int:
         return setup()
 
     from wow_core.config import ConfigError, load_config
+    from wow_core.datasets import DataError
     try:
         config = load_config(args.config, _overrides(args.set))
-    except ConfigError as err:
-        print(f"wow: {err}", file=sys.stderr)
-        return 2
+        check_datasets(config)  # before a server or a flow run exists
+    except (ConfigError, DataError) as err:
+        return _fail(err, 2, args.debug)
     if args.command == "validate":
         print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
         return 0
@@ -71,15 +110,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from flows.elicit import S3SecretError, s3_secret_env
     except ValueError as err:  # the tasks read their settings from the environment when imported
-        print(f"wow: {err}", file=sys.stderr)
-        return 2
+        return _fail(err, 2, args.debug)
+    if not args.debug:  # Prefect is imported and its logging set up: one line per failure, not three tracebacks
+        from flows.console import hide_run_tracebacks
+        hide_run_tracebacks()
     from wow_core.store import StoreUnreachable
     try:
         with s3_secret_env(config.store):  # the flow takes them too (on a worker it is alone); this reads the reports
             return _run_here(args.flow, config)
-    except (StoreUnreachable, S3SecretError) as err:  # Prefect logged the traceback; this is the line to read
-        print(f"wow: {err}", file=sys.stderr)
-        return 1
+    except (StoreUnreachable, S3SecretError) as err:  # the run's logs in the Prefect UI keep the traceback
+        return _fail(err, 1, args.debug)
+    except (ConfigError, DataError) as err:  # e.g. a file changed since the check, or a generator's settings
+        return _fail(err, 2, args.debug)
 
 
 @contextmanager
@@ -114,9 +156,23 @@ def temporary_server():
                 raise SystemExit(f"wow: the temporary Prefect server did not answer in time; see {log}")
             time.sleep(0.5)
         with temporary_settings({PREFECT_API_URL: f"{url}/api"}):
-            yield url
+            try:
+                yield url
+            finally:
+                _drain_to_server()
     finally:
         stop_group(process, grace_s=10)
+
+
+def _drain_to_server(timeout_s: float = 10) -> None:
+    """Send the log lines and events still queued to the server before it stops: the last lines of a
+    failed run (its traceback, its final state) reach the Prefect UI, and no sender is left to fail
+    against a stopped server when this process exits ("All connection attempts failed")."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for service in (APILogWorker, EventsWorker):
+        service.drain_all(timeout=timeout_s)
 
 
 def _run_here(flow: str, config) -> int:

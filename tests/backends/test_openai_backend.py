@@ -15,7 +15,7 @@ import torch
 from wow_core.backends import get_backend
 from wow_core.backends.openai_backend import EndpointError, OpenAIBackend, fold_prefill
 from wow_core.backends.transformers_backend import packaged_gguf
-from wow_core.config import ModelConfig
+from wow_core.config import OpenAIModel, TransformersModel
 
 API_KEY = "wow-test-key-5f1c"
 KEY_ENV = "WOW_TEST_LLAMA_KEY"
@@ -90,8 +90,8 @@ def api_key(monkeypatch):
     monkeypatch.setenv(KEY_ENV, API_KEY)
 
 
-def model(server: LlamaServer, **settings) -> ModelConfig:
-    return ModelConfig(name="smollm2-llama.cpp", backend="openai", path="smollm2-135m", base_url=server.base_url,
+def model(server: LlamaServer, **settings) -> OpenAIModel:
+    return OpenAIModel(name="smollm2-llama.cpp", backend="openai", path="smollm2-135m", base_url=server.base_url,
                        api_key_env=KEY_ENV, **settings)
 
 
@@ -135,7 +135,7 @@ def test_judge_calls_are_greedy_and_continue_a_prefilled_reply(server):
 def test_logprobs_are_the_models_own(server):
     # The same GGUF in transformers (dequantized) scores the server's tokens alike; llama.cpp multiplies
     # with quantized activations, so single tokens differ by up to ~0.3 and the means by a few hundredths.
-    reference = get_backend(ModelConfig(name="smollm2-135m"))
+    reference = get_backend(TransformersModel(name="smollm2-135m"))
     for conversation, g in zip(CONVS, OpenAIBackend(model(server)).generate(CONVS, max_new_tokens=16)):
         prompt = reference._encode(conversation)
         ids = torch.tensor([prompt + g.token_ids])
@@ -183,13 +183,13 @@ def test_a_refused_request_names_status_message_model_and_url_never_the_key(serv
 
 
 def test_config_needs_a_base_url_and_a_set_key_variable(monkeypatch):
-    with pytest.raises(ValueError, match="`base_url` is required"):
-        ModelConfig(name="m", backend="openai", path="gpt-4o")
+    with pytest.raises(ValueError, match="base_url\n  Field required"):
+        OpenAIModel(name="m", backend="openai", path="gpt-4o")
     with pytest.raises(ValueError, match="for backend 'openai'"):
-        ModelConfig(name="m", base_url="http://127.0.0.1:1/v1")
+        TransformersModel(name="m", base_url="http://127.0.0.1:1/v1")
     monkeypatch.delenv(KEY_ENV)
     with pytest.raises(ValueError, match=KEY_ENV):
-        OpenAIBackend(ModelConfig(name="m", backend="openai", path="gpt-4o", base_url="http://127.0.0.1:1/v1",
+        OpenAIBackend(OpenAIModel(name="m", backend="openai", path="gpt-4o", base_url="http://127.0.0.1:1/v1",
                                   api_key_env=KEY_ENV))
 
 

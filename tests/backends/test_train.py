@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from wow_core.backends.transformers_backend import TransformersBackend, resolve_model_path
-from wow_core.config import ModelConfig, TrainConfig
+from wow_core.config import TrainConfig, TransformersModel
 from wow_core.train import LOSSES, train_adapter
 
 pytestmark = pytest.mark.slow
@@ -57,8 +57,8 @@ def test_dpo_moves_the_adapter_towards_the_chosen_answers_and_reloads(tmp_path, 
     assert len(lora_b) == 30 * 7  # every attention and MLP projection of the 30 layers
     assert any(w.abs().sum() > 0 for w in lora_b)  # B starts at zero: training moved it
 
-    base = TransformersBackend(ModelConfig(name="base"))
-    aligned = TransformersBackend(ModelConfig(name="aligned", adapter=str(tmp_path / "adapter")))
+    base = TransformersBackend(TransformersModel(name="base"))
+    aligned = TransformersBackend(TransformersModel(name="aligned", adapter=str(tmp_path / "adapter")))
     assert margin(aligned) > margin(base) + 1.0  # the preferences moved the model their way
     out = aligned.generate([[{"role": "user", "content": "What is 2 + 2?"}]], max_new_tokens=8)
     assert out[0].text and out[0].n_tokens > 0

@@ -369,7 +369,7 @@ def test_packaged_model_as_judge_gives_parseable_replies(monkeypatch):
     one support question per fact, and a second run gives the same (greedy). The split's budget is cut
     so that the test stays short on a CPU."""
     from wow_core.backends import get_backend
-    from wow_core.config import ModelConfig
+    from wow_core.config import TransformersModel
 
     class Recording:
         """The real backend, its replies kept."""
@@ -382,7 +382,7 @@ def test_packaged_model_as_judge_gives_parseable_replies(monkeypatch):
             return replies
 
     monkeypatch.setattr(bg, "FACTS_MAX_NEW_TOKENS", 48)
-    judge = Recording(get_backend(ModelConfig(name="smollm2-135m", batch_size=8)))
+    judge = Recording(get_backend(TransformersModel(name="smollm2-135m", batch_size=8)))
     q = next(q for q in bg.generate_questions(32, seed=0) if q.meta["entity"] == "Marie Curie")
     bio = "Marie Curie was a Polish physicist. She won the Nobel Prize in Chemistry in 1911. She was born in Paris."
     [check] = bg.check_facts([q], [bio], judge)
@@ -399,7 +399,7 @@ def test_packaged_model_as_judge_gives_parseable_replies(monkeypatch):
 
 def test_sample_shard_labels_with_the_judge_model(tmp_path, monkeypatch):
     from tasks import stages
-    from wow_core.config import ModelConfig
+    from wow_core.config import TransformersModel
     from wow_core.sample import questions_to_table
     from wow_core.store import Store
 
@@ -407,7 +407,7 @@ def test_sample_shard_labels_with_the_judge_model(tmp_path, monkeypatch):
     questions = bg.generate_questions(2, seed=1)
     questions_uri = store.uri("questions", "bio", "0" * 20, "parquet")
     store.write_table(questions_uri, questions_to_table(questions))
-    generator, judge = ModelConfig(name="gen", path="gen-path"), ModelConfig(name="judge", path="judge-path")
+    generator, judge = TransformersModel(name="gen", path="gen-path"), TransformersModel(name="judge", path="judge-path")
     backends = {"gen-path": Generator({q.text: [q.gold, FALSE[0]] for q in questions}), "judge-path": FactJudge()}
     monkeypatch.setattr(stages, "get_backend", lambda model: backends[model.path])
     uri = stages.sample_shard.fn(questions_uri, 0, 2, bg.NAME, generator, SamplingConfig(n=2), store.url, judge)

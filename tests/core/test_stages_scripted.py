@@ -10,7 +10,7 @@ import sys
 import pandas as pd
 import pytest
 
-from wow_core.config import JudgeConfig, ModelConfig, SamplingConfig
+from wow_core.config import JudgeConfig, SamplingConfig, TransformersModel
 from wow_core.datasets import knowledge_crosswords as kc
 from wow_core.datasets import nlgraph_shortest_path as sp
 from wow_core.elicit import method_pairs
@@ -268,7 +268,7 @@ def test_judge_tasks_pass_the_reasoning_setting_on(tmp_path, monkeypatch):
     monkeypatch.setattr(stages, "get_backend", lambda model: ScriptedBackend(judge=judge))
     store = Store(str(tmp_path))
     samples_uri = store.write_table(store.uri("samples", "sp", "0" * 40, "parquet"), judged_samples())
-    model = ModelConfig(name="m")
+    model = TransformersModel(name="m")
     for reasoning, turn in ((False, "direct"), (True, "follow_up")):
         config = JudgeConfig(max_new_tokens=40, reasoning=reasoning, max_pairs_per_question=2)
         inputs = {"samples_uri": samples_uri, "dataset": "nlgraph_shortest_path", "model": model,

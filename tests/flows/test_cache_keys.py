@@ -1,5 +1,5 @@
 """Cache keys: which settings reach a stage's key and which do not."""
-from wow_core.config import DatasetConfig, JudgeConfig, ModelConfig, SamplingConfig
+from wow_core.config import DatasetConfig, JudgeConfig, ModelConfig, OpenAIModel, SamplingConfig, TransformersModel
 from tasks.cache import stage_key
 from tasks.stages import PAIRWISE_UNREAD, SCORE_UNREAD
 
@@ -12,20 +12,20 @@ def sample_key(model: ModelConfig, sampling: SamplingConfig = SamplingConfig()) 
 def test_a_setting_left_at_its_default_is_not_in_the_key():
     # Written out or omitted, a default is the same key: a field added later with a default that keeps
     # the old behaviour leaves existing artifacts valid.
-    assert sample_key(ModelConfig(name="m")) == sample_key(ModelConfig(name="m", dtype="float32", adapter=None))
-    assert sample_key(ModelConfig(name="m"), SamplingConfig()) == sample_key(ModelConfig(name="m"), SamplingConfig(top_p=1.0))
+    assert sample_key(TransformersModel(name="m")) == sample_key(TransformersModel(name="m", dtype="float32", adapter=None))
+    assert sample_key(TransformersModel(name="m"), SamplingConfig()) == sample_key(TransformersModel(name="m"), SamplingConfig(top_p=1.0))
 
 
 def test_settings_that_change_results_change_the_key():
-    base = sample_key(ModelConfig(name="m"))
-    assert sample_key(ModelConfig(name="m", dtype="bfloat16")) != base
-    assert sample_key(ModelConfig(name="m", path="other/model")) != base
-    assert sample_key(ModelConfig(name="m"), SamplingConfig(temperature=0.7)) != base
+    base = sample_key(TransformersModel(name="m"))
+    assert sample_key(TransformersModel(name="m", dtype="bfloat16")) != base
+    assert sample_key(TransformersModel(name="m", path="other/model")) != base
+    assert sample_key(TransformersModel(name="m"), SamplingConfig(temperature=0.7)) != base
 
 
 def test_labels_and_transport_settings_are_not_in_the_key():
-    def endpoint(**kw) -> ModelConfig:
-        return ModelConfig(backend="openai", base_url="http://127.0.0.1:8000/v1", path="served", **kw)
+    def endpoint(**kw) -> OpenAIModel:
+        return OpenAIModel(backend="openai", base_url="http://127.0.0.1:8000/v1", path="served", **kw)
     base = sample_key(endpoint(name="a"))
     assert sample_key(endpoint(name="b", max_concurrency=2, request_timeout=5.0, max_retries=0,
                                retry_backoff=3.0, api_key_env="KEY")) == base
@@ -38,7 +38,7 @@ def test_labels_and_transport_settings_are_not_in_the_key():
 def test_judge_keys_hold_the_settings_each_judge_reads():
     def keys(**judge) -> tuple[str, str]:
         inputs = {"samples_uri": "file:///s.parquet", "dataset": "nlgraph_shortest_path",
-                  "model": ModelConfig(name="m"), "judge_config": JudgeConfig(**judge), "store": "file:///s"}
+                  "model": TransformersModel(name="m"), "judge_config": JudgeConfig(**judge), "store": "file:///s"}
         return (stage_key("judge", inputs, PAIRWISE_UNREAD), stage_key("judge", {**inputs, "k": 5}, SCORE_UNREAD))
 
     pairwise, score = keys()

@@ -23,8 +23,8 @@ from servers import drain_prefect_clients, start_prefect_server
 
 from flows.elicit import elicit
 from flows.grid import grid
-from wow_core.config import (AlignmentConfig, ModelConfig, DatasetConfig, ExecutionConfig, ExperimentConfig, JudgeConfig,
-                             PreferenceSetConfig, SamplingConfig, TrainConfig)
+from wow_core.config import (AlignmentConfig, DatasetConfig, ExecutionConfig, ExperimentConfig, JudgeConfig,
+                             PreferenceSetConfig, SamplingConfig, TrainConfig, TransformersModel)
 from wow_core.store import Store
 
 pytestmark = pytest.mark.slow
@@ -175,7 +175,7 @@ def test_a_model_that_cannot_load_fails_its_batch_only(cluster, tmp_path):
     (tmp_path / "empty-model").mkdir()
     good = tiny_grid(str(tmp_path / "store"), workers=2)
     config = good.model_copy(update=dict(
-        alignment=None, models=[*good.models, ModelConfig(name="broken", path=str(tmp_path / "empty-model"))],
+        alignment=None, models=[*good.models, TransformersModel(name="broken", path=str(tmp_path / "empty-model"))],
         evaluators=["smollm2-135m", "broken"]))
     before = {r["id"] for r in unit_runs(api)}
     with temporary_settings({PREFECT_API_URL: api}):

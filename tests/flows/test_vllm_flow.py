@@ -7,7 +7,7 @@ from prefect.testing.utilities import prefect_test_harness
 from flows.elicit import elicit
 from wow_core import engines
 from wow_core.backends import get_backend
-from wow_core.config import DatasetConfig, ExperimentConfig, JudgeConfig, ModelConfig, SamplingConfig
+from wow_core.config import DatasetConfig, ExperimentConfig, JudgeConfig, SamplingConfig, VllmModel
 from wow_core.store import Store
 from independent import wow_pair_count
 
@@ -17,8 +17,8 @@ pytestmark = pytest.mark.slow
 def vllm_grid(store: str) -> ExperimentConfig:
     return ExperimentConfig(
         name="tiny-vllm", store=store,
-        models=[ModelConfig(name="plain", backend="vllm"),
-                ModelConfig(name="stepwise", backend="vllm", system_prompt="Work step by step.", temperature=0.7)],
+        models=[VllmModel(name="plain", backend="vllm"),
+                VllmModel(name="stepwise", backend="vllm", system_prompt="Work step by step.", temperature=0.7)],
         generators=["plain", "stepwise"], evaluators=["plain"],
         datasets=[DatasetConfig(name="nlgraph_shortest_path", n_questions=3, seed=1)],
         sampling=SamplingConfig(n=4, max_new_tokens=32, shard_size=2, extraction_max_new_tokens=12),

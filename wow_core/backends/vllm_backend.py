@@ -9,7 +9,7 @@ prefilled replies continued (`continue_final_message`). The tokenizer's chat tem
 conversation on the server exactly as the transformers backend renders it.
 
 An engine that dies mid-call is restarted once and the call asked again; a second death ends the call
-with the engine's log named. An adapted model (`adapter`) is served as `ModelConfig.adapters` says:
+with the engine's log named. An adapted model (`adapter`) is served as `VllmModel.adapters` says:
 'runtime', a LoRA adapter loaded into a LoRA-enabled engine of the base model (on a GPU that engine
 is the base model's own), or 'merged', the adapter merged into a copy of the weights with an engine
 of its own, stopped and deleted when the next adapted model replaces it.
@@ -26,7 +26,7 @@ import fsspec
 from wow_core.backends.base import Conversation
 from wow_core.backends.openai_backend import EngineDied, Endpoint, OpenAIBackend
 from wow_core.backends.transformers_backend import model_cache_dir, resolve_model_path
-from wow_core.config import ModelConfig
+from wow_core.config import OpenAIModel, VllmModel
 from wow_core.engines import EngineError, EngineSpec, device_lease, get_engine, stop_engine
 from wow_core.records import Generation
 
@@ -76,7 +76,7 @@ def merged_folder(base: str, adapter: str, dtype: str) -> str:
 class VLLMBackend:
     """A Hugging Face model (or the packaged GGUF, dequantized) on a vLLM engine, optionally LoRA-adapted."""
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: VllmModel):
         self.config = config
         base = resolve_model_path(config.path)
         on_gpu = config.device.startswith("cuda")
@@ -105,7 +105,9 @@ class VLLMBackend:
         if self.adapter_folder:
             name = "adapter-" + hashlib.sha256(self.adapter_folder.encode()).hexdigest()[:12]
             model = engine.load_adapter(name, self.adapter_folder)
-        config = self.config.model_copy(update={"max_concurrency": self.config.max_concurrency or DEFAULT_CONCURRENCY})
+        # The engine's client: an OpenAI-compatible model at the engine's URL, with the transport defaults.
+        config = OpenAIModel(name=self.config.name, backend="openai", path=model, base_url=engine.url,
+                             max_concurrency=self.config.max_concurrency or DEFAULT_CONCURRENCY)
         return OpenAIBackend(config, Endpoint(base_url=engine.url, model=model, api_key=engine.api_key,
                                               alive=engine.healthy, vllm=True))
 

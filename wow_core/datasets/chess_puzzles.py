@@ -342,30 +342,35 @@ def _puzzle_position(row: dict, where: str) -> tuple[chess.Board, str]:
     return board, solution
 
 
-def load_questions(path: str, depth: int = DEPTH) -> list[Question]:
+def load_questions(path: str, depth: int = DEPTH, limit: int | None = None) -> list[Question]:
     """Questions from a Lichess puzzle CSV (the public schema; columns beyond CSV_COLUMNS are unread).
 
     Each row's first move is applied to its FEN; the options are the engine's best moves in the
-    resulting position (four, or all legal moves when there are fewer). The engine analyses every
-    row (~0.15 s each at depth 12): cut the 5-million-row database first, e.g. `head -n 201`.
+    resulting position (four, or all legal moves when there are fewer). Every row is checked before
+    the engine starts; the engine analyses each row it returns (~0.15 s each at depth 12): cut the
+    5-million-row database first, e.g. `head -n 201`, or set `limit`.
 
     Args:
         path: the CSV file (decompress lichess_db_puzzle.csv.zst first).
         depth: Stockfish depth of the options' scores.
+        limit: analyse and return only the first `limit` rows (all rows are checked; 0 checks the
+            file without the engine); None: all.
 
     Returns:
         Questions with ids "chess_puzzles/{file stem}/{PuzzleId}", in file order; meta holds fen,
         options, depth, engine, puzzle_id, rating and solution (Lichess's move, SAN).
 
     Raises:
-        ValueError: a missing column, or a row with a missing or bad field (file, line and field), or
-            a position with a single legal move.
+        ValueError: a missing column, or a row with a missing or bad field (file, line and field), a
+            position with a single legal move, or `limit` negative.
         FileNotFoundError: no Stockfish (see `stockfish_path`).
     """
     _check_depth(depth)
+    if limit is not None and limit < 0:
+        raise ValueError(f"`limit` must be >= 0 or None, got {limit}.")
     stem = Path(path).stem
-    questions = []
-    with open(path, newline="", encoding="utf-8") as f, open_engine() as engine:
+    puzzles = []
+    with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
@@ -383,11 +388,18 @@ def load_questions(path: str, depth: int = DEPTH) -> list[Question]:
             board, solution = _puzzle_position(row, where)
             if board.legal_moves.count() < 2:
                 raise ValueError(f"{where}, field 'Moves': one legal move after the first move, no choice to ask")
-            qid = f"{NAME}/{stem}/{row['PuzzleId']}"
+            puzzles.append((row["PuzzleId"], rating, board, solution))
+    puzzles = puzzles[:limit]
+    if not puzzles:
+        return []
+    questions = []
+    with open_engine() as engine:
+        for puzzle_id, rating, board, solution in puzzles:
+            qid = f"{NAME}/{stem}/{puzzle_id}"
             options = analyse_options(engine, board, depth)
             questions.append(_make_question(
                 qid, board, options, random.Random(qid), depth, engine.id["name"],
-                {"puzzle_id": row["PuzzleId"], "rating": rating, "solution": solution},
+                {"puzzle_id": puzzle_id, "rating": rating, "solution": solution},
             ))
     return questions
 

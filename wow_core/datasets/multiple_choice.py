@@ -143,7 +143,8 @@ def option_proxies(items: list[Item], scorer: str = DEFAULT_SCORER) -> list[list
         ValueError: unknown scorer, or one that returns the wrong shape or a value that is not a
             finite number.
     """
-    raw = get_option_scorer(scorer)(items)
+    score = get_option_scorer(scorer)  # an unknown scorer is an error even with no items
+    raw = score(items) if items else []  # no items, no model loaded (checking a file grades none)
     if len(raw) != len(items):
         raise ValueError(f"scorer {scorer!r} returned {len(raw)} lists of scores for {len(items)} questions.")
     proxies = []
