@@ -7,11 +7,11 @@ sample the held-out questions with the same seeds, in-task and (with `transfer`)
 datasets.
 """
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.futures import PrefectFuture
 
-from flows.elicit import (Elicitation, model_units, proxy_judge, store_access, submit_elicitation,
-                          with_cache_records)
+from flows.artifacts import publish_alignment
+from flows.elicit import (Elicitation, checked_config, model_units, proxy_judge, run_name, store_access,
+                          submit_elicitation, with_cache_records)
 from flows.units import UnitCall, Units, report_loads
 from tasks.stages import build_alignment_report, build_preference_set, join_samples, split_heldout
 from wow_core.config import ExperimentConfig
@@ -102,26 +102,19 @@ def submit_alignment(config: ExperimentConfig, elicitation: Elicitation, units: 
     return report_t.submit(config.name, base, runs, untrained, a.split_seed, a.bootstrap, a.selection, store)
 
 
-@flow(name="align", log_prints=True)
+@flow(name="align", flow_run_name=run_name("align"), validate_parameters=False, log_prints=True)
 def align(config: ExperimentConfig) -> dict:
     """Align the configured models on wrong-over-wrong preferences and report base vs aligned.
 
     Runs the elicitation stages it needs first (cache hits when `elicit` ran with the same config)."""
+    config = checked_config(config)
     if config.alignment is None:
         raise ValueError("config has no `alignment` section")
     with store_access(config.store):
         units = model_units(config)
         uris = submit_alignment(config, submit_elicitation(config, units), units).result()
         report_loads(units)
-        publish_alignment(Store(config.store), uris)
+        publish_alignment(Store(config.store), uris, config.name)
     get_run_logger().info("alignment report: %s", uris["md"])
     return uris
 
-
-def publish_alignment(store: Store, uris: dict) -> None:
-    """The alignment report as Prefect artifacts: markdown and the base-vs-aligned table."""
-    table = store.read_table(uris["parquet"])
-    create_markdown_artifact(key="alignment-report", markdown=store.read_text(uris["md"]),
-                             description="Base vs aligned on held-out questions")
-    create_table_artifact(key="alignment-table", table=table.astype(object).where(table.notna(), None).to_dict("records"),
-                          description=f"Base vs aligned ({uris['parquet']})")

@@ -16,13 +16,14 @@ from prefect.blocks.system import Secret
 from prefect.context import FlowRunContext
 from prefect.exceptions import MissingContextError
 from prefect.futures import PrefectFuture
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.runtime import flow_run as prefect_flow_run
 from prefect.filesystems import RemoteFileSystem
 
+from flows.artifacts import publish_elicitation
 from flows.deploy import S3_SECRET_BLOCK_ENV
 from flows.units import UnitCall, Units, batches_per_model, report_loads
 from tasks.stages import UNIT_TASKS, build_report, join_samples, make_questions, method_pairs
-from wow_core.config import DatasetConfig, ExperimentConfig, ModelConfig
+from wow_core.config import DatasetConfig, ExperimentConfig, ModelConfig, parse_config
 from wow_core.datasets import get_dataset
 from wow_core.elicit import SELF_SIGNALS
 from wow_core.report import SELF
@@ -168,6 +169,24 @@ class Elicitation:
     report: PrefectFuture | None = None
 
 
+def checked_config(config: ExperimentConfig | dict) -> ExperimentConfig:
+    """A flow's `config` parameter, validated as `wow validate` validates a file. The flows leave it to
+    this (`validate_parameters=False`): Prefect's own check fails the run just as early, but logs the
+    whole config and names no field; this names the field, e.g. a generator not in `models`."""
+    if isinstance(config, ExperimentConfig):
+        return config
+    return parse_config(config, "flow parameter 'config'")
+
+
+def run_name(flow: str):
+    """A flow run's name, the flow's and the config's (`grid · paper`), from its raw parameters."""
+    def name() -> str:
+        config = prefect_flow_run.parameters.get("config")
+        label = config.name if isinstance(config, ExperimentConfig) else (config or {}).get("name", "?")
+        return f"{flow} · {label}"
+    return name
+
+
 def model_units(config: ExperimentConfig) -> Units:
     """The submitter of `config`'s model-bound tasks (here, or as batches on workers: flows/units.py),
     with the store's cache records."""
@@ -244,24 +263,15 @@ def submit_elicitation(config: ExperimentConfig, units: Units) -> Elicitation:
     return out
 
 
-@flow(name="elicit", log_prints=True)
+@flow(name="elicit", flow_run_name=run_name("elicit"), validate_parameters=False, log_prints=True)
 def elicit(config: ExperimentConfig) -> dict:
     """Run the wrong-over-wrong elicitation grid of `config` and write the AccWoW report."""
+    config = checked_config(config)
     with store_access(config.store):
         units = model_units(config)
         uris = submit_elicitation(config, units).report.result()  # raises if an upstream task failed
         report_loads(units)
-        publish_elicitation(Store(config.store), uris)
+        publish_elicitation(Store(config.store), uris, config.name, config.report.confidence)
     get_run_logger().info("report: %s", uris["md"])
     return uris
 
-
-def publish_elicitation(store: Store, uris: dict) -> None:
-    """The report as Prefect artifacts: markdown, the AccWoW table and the judge reliability table."""
-    create_markdown_artifact(key="accwow-report", markdown=store.read_text(uris["md"]),
-                             description="AccWoW per method and margin")
-    for key, uri, what in (("accwow-table", uris["parquet"], "AccWoW table"),
-                           ("judge-table", uris["judges"], "Judge reliability")):
-        table = store.read_table(uri)
-        create_table_artifact(key=key, table=table.astype(object).where(table.notna(), None).to_dict("records"),
-                              description=f"{what} ({uri})")

@@ -93,6 +93,54 @@ def split(calls: list[UnitCall], n: int) -> list[list[int]]:
 
 
 @dataclass
+class RunProgress:
+    """The grid's model-bound units done of those submitted so far, per stage, as a progress artifact of
+    the flow run (its Artifacts tab): the graph draws every future task grey, this says how far it is."""
+    counts: dict[str, list[int]] = field(default_factory=dict)  # stage -> [done, submitted]
+    stage_of: dict[Any, str] = field(default_factory=dict)      # task run id -> stage
+    artifact: Any = None
+    _early: set = field(default_factory=set)  # runs that ended before their submission was counted
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def describe(self) -> str:
+        return " · ".join(f"{stage} {done} of {total}" for stage, (done, total) in self.counts.items())
+
+    def percent(self) -> float:
+        done, total = (sum(c[i] for c in self.counts.values()) for i in (0, 1))
+        return 100.0 * done / total if total else 0.0
+
+    def submitted(self, stage: str, futures: list[PrefectFuture]) -> None:
+        from prefect.artifacts import create_progress_artifact, update_progress_artifact
+        with self._lock:
+            counts = self.counts.setdefault(stage, [0, 0])
+            counts[1] += len(futures)
+            for f in futures:
+                if f.task_run_id in self._early:
+                    self._early.discard(f.task_run_id)
+                    counts[0] += 1
+                else:
+                    self.stage_of[f.task_run_id] = stage
+            if self.artifact is None:
+                self.artifact = create_progress_artifact(self.percent(), description=self._text())
+            else:
+                update_progress_artifact(self.artifact, self.percent(), description=self._text())
+
+    def finished(self, task, task_run, state) -> None:
+        """on_completion / on_failure hook of the unit tasks (runs where the task ran, in this process)."""
+        from prefect.artifacts import update_progress_artifact
+        with self._lock:
+            stage = self.stage_of.pop(task_run.id, None)
+            if stage is None:
+                self._early.add(task_run.id)
+                return
+            self.counts[stage][0] += 1
+            update_progress_artifact(self.artifact, self.percent(), description=self._text())
+
+    def _text(self) -> str:
+        return f"Model-bound units done: {self.describe()}"
+
+
+@dataclass
 class Units:
     """Submits the model-bound calls of one grid: as tasks here, or as batches on the workers."""
     config: ExperimentConfig
@@ -100,6 +148,15 @@ class Units:
     workers: int | None = None                # batches per model and stage; None: here
     submitted: list[PrefectFuture] = field(default_factory=list)  # the batches, for the loads report
     _last_group: dict[str, list[PrefectFuture]] = field(default_factory=dict)  # per model, here
+    progress: RunProgress = field(default_factory=RunProgress)
+
+    def __post_init__(self):
+        # A unit counts as done when its task ends (here) or its result is read back from its batch.
+        self.tasks = {name: self._counted(t) for name, t in self.tasks.items()}
+
+    def _counted(self, t):
+        return t.with_options(on_completion=[*t.on_completion_hooks, self.progress.finished],
+                              on_failure=[*t.on_failure_hooks, self.progress.finished])
 
     @property
     def batched(self) -> bool:
@@ -111,7 +168,9 @@ class Units:
         if not calls:
             return []
         if self.workers is None or self.config.model(model).backend == "openai":
-            return self._here(model, calls)
+            futures = self._here(model, calls)
+            self.progress.submitted(stage, futures)
+            return futures
         futures: list[PrefectFuture | None] = [None] * len(calls)
         for indices in split(calls, self.workers):
             chosen = [calls[i] for i in indices]
@@ -120,7 +179,8 @@ class Units:
                 self.config)
             self.submitted.append(batch)
             for position, i in enumerate(indices):
-                futures[i] = unit_result.submit(batch, position)
+                futures[i] = self._counted(unit_result).submit(batch, position)
+        self.progress.submitted(stage, futures)
         return futures
 
     def _here(self, model: str, calls: list[UnitCall]) -> list[PrefectFuture]:
@@ -230,10 +290,12 @@ def exit_with_worker() -> None:
     threading.Thread(target=watch, daemon=True, name="exit-with-worker").start()
 
 
-@flow(name="unit", log_prints=True)
+@flow(name="unit", validate_parameters=False, log_prints=True)
 def unit(config: ExperimentConfig, batch: UnitBatch) -> str:
     """Run one batch of model-bound units of a grid on this worker (started by the grid; see flows/units.py)."""
-    from flows.elicit import store_access, with_cache_records
+    from flows.elicit import checked_config, store_access, with_cache_records
+    config = checked_config(config)
+    batch = batch if isinstance(batch, UnitBatch) else UnitBatch.model_validate(batch)
     from tasks.stages import UNIT_TASKS
     from wow_core import backends, engines
     exit_with_worker()

@@ -11,12 +11,13 @@ import pandas as pd
 from prefect import get_run_logger, task
 
 from tasks.cache import ArtifactKey, stage_key
-from wow_core import elicit, evaluate, judge, pairs, report, sample, train
+from tasks.progress import task_progress
+from wow_core import elicit, evaluate, judge, pairs, preference_dataset, report, sample, train
 from wow_core.backends import ModelLoadError, get_backend
 from wow_core.backends.transformers_backend import resolve_model_path
 from wow_core.config import (DatasetConfig, JudgeConfig, ModelConfig, PreferenceSetConfig, SamplingConfig,
                              TrainConfig)
-from wow_core.datasets import get_dataset
+from wow_core.datasets import DataError, get_dataset
 from wow_core.store import Store
 
 RETRY_DELAYS_ENV = "WOW_STORE_RETRY_DELAYS"
@@ -48,10 +49,11 @@ def io_retries(value: str | None) -> dict:
 
 
 def not_a_model_error(task, task_run, state) -> bool:
-    """Retry what may pass (the store, a network); a model that could not load will not load on retry."""
+    """Retry what may pass (the store, a network); a model that could not load will not load on retry,
+    nor will a malformed dataset file parse."""
     try:
         state.result()
-    except ModelLoadError:
+    except (ModelLoadError, DataError):
         return False
     except BaseException:
         return True
@@ -62,6 +64,24 @@ def not_a_model_error(task, task_run, state) -> bool:
 IO_RETRIES = io_retries(os.environ.get(RETRY_DELAYS_ENV))
 
 
+# Task run names say the stage, dataset, model and method (the UI's task list and graph show them).
+RUN_NAMES = {
+    "make_questions": "questions · {dataset_config.tag}",
+    "sample_shard": lambda parameters: "{what} · {dataset} · {model.name} · questions {start}-{stop}".format(
+        what="evaluate" if "/heldout/" in parameters["questions_uri"] else "sample",  # held-out answers
+        **parameters),
+    "join_samples": "join samples · {dataset} · {generator}",
+    "judge_pairwise": "judge pairwise · {dataset} · {model.name}",
+    "judge_score": "judge score k={k} · {dataset} · {model.name}",
+    "method_pairs": "pairs · {label} · {method}",
+    "build_report": "AccWoW report · {name}",
+    "split_heldout": "held-out split · {dataset}",
+    "build_preference_set": "preference set · {label}",
+    "train_grid_point": "train · {label}",
+    "build_alignment_report": "alignment report · {name}",
+}
+
+
 def _done(store: Store, uri: str) -> bool:
     if store.exists(uri):
         get_run_logger().info("found %s in the store", uri)
@@ -69,7 +89,8 @@ def _done(store: Store, uri: str) -> bool:
     return False
 
 
-@task(cache_policy=ArtifactKey(stage="questions"), **IO_RETRIES)
+@task(cache_policy=ArtifactKey(stage="questions"),
+      task_run_name=RUN_NAMES["make_questions"], **IO_RETRIES)
 def make_questions(dataset_config: DatasetConfig, store: str) -> dict:
     """Generate or load a dataset's questions; returns {uri, n}."""
     key = stage_key("questions", locals())
@@ -80,7 +101,8 @@ def make_questions(dataset_config: DatasetConfig, store: str) -> dict:
     return {"uri": uri, "n": len(s.read_table(uri))}
 
 
-@task(cache_policy=ArtifactKey(stage="sample"), tags=["model"], **IO_RETRIES)
+@task(cache_policy=ArtifactKey(stage="sample"), tags=["model"],
+      task_run_name=RUN_NAMES["sample_shard"], **IO_RETRIES)
 def sample_shard(questions_uri: str, start: int, stop: int, dataset: str, model: ModelConfig,
                  sampling: SamplingConfig, store: str, judge_model: ModelConfig | None = None) -> str:
     """Sample and label answers for questions [start, stop) of a question table; `judge_model` labels
@@ -91,12 +113,14 @@ def sample_shard(questions_uri: str, start: int, stop: int, dataset: str, model:
     if not _done(s, uri):
         questions = sample.table_to_questions(s.read_table(questions_uri).iloc[start:stop])
         judge_backend = get_backend(judge_model) if judge_model is not None else None
-        s.write_table(uri, sample.sample_answers(questions, get_dataset(dataset), get_backend(model), sampling,
-                                                 judge_backend))
+        with task_progress():
+            table = sample.sample_answers(questions, get_dataset(dataset), get_backend(model), sampling, judge_backend)
+        s.write_table(uri, table)
     return uri
 
 
-@task(cache_policy=ArtifactKey(stage="samples"), **IO_RETRIES)
+@task(cache_policy=ArtifactKey(stage="samples"),
+      task_run_name=RUN_NAMES["join_samples"], **IO_RETRIES)
 def join_samples(shard_uris: list[str], dataset: str, generator: str, store: str) -> str:
     """One samples table per (dataset, generator) from its shards."""
     key = stage_key("samples", locals())
@@ -113,18 +137,22 @@ PAIRWISE_UNREAD = {"judge_config": frozenset({"methods", "score_k", "protocol"})
 SCORE_UNREAD = {"judge_config": frozenset({"methods", "score_k", "max_pairs_per_question"})}
 
 
-@task(cache_policy=ArtifactKey(stage="judge", unread=PAIRWISE_UNREAD), tags=["model"], **IO_RETRIES)
+@task(cache_policy=ArtifactKey(stage="judge", unread=PAIRWISE_UNREAD), tags=["model"],
+      task_run_name=RUN_NAMES["judge_pairwise"], **IO_RETRIES)
 def judge_pairwise(samples_uri: str, dataset: str, model: ModelConfig, judge_config: JudgeConfig, store: str) -> str:
     """The evaluator's pairwise verdicts on the WoW pairs, both orders."""
     key = stage_key("judge", locals(), PAIRWISE_UNREAD)
     s = Store(store)
     uri = s.uri("judgments", f"{dataset}.{model.name}.pairwise", key, "parquet")
     if not _done(s, uri):
-        s.write_table(uri, judge.pairwise_judgments(s.read_table(samples_uri), get_backend(model), judge_config))
+        with task_progress():
+            table = judge.pairwise_judgments(s.read_table(samples_uri), get_backend(model), judge_config)
+        s.write_table(uri, table)
     return uri
 
 
-@task(cache_policy=ArtifactKey(stage="judge", unread=SCORE_UNREAD), tags=["model"], **IO_RETRIES)
+@task(cache_policy=ArtifactKey(stage="judge", unread=SCORE_UNREAD), tags=["model"],
+      task_run_name=RUN_NAMES["judge_score"], **IO_RETRIES)
 def judge_score(samples_uri: str, dataset: str, model: ModelConfig, k: int, judge_config: JudgeConfig,
                 store: str) -> str:
     """The evaluator's 0-5 scores of the wrong answers, k per prompt."""
@@ -132,11 +160,14 @@ def judge_score(samples_uri: str, dataset: str, model: ModelConfig, k: int, judg
     s = Store(store)
     uri = s.uri("judgments", f"{dataset}.{model.name}.score_k{k}", key, "parquet")
     if not _done(s, uri):
-        s.write_table(uri, judge.score_judgments(s.read_table(samples_uri), get_backend(model), judge_config, k))
+        with task_progress():
+            table = judge.score_judgments(s.read_table(samples_uri), get_backend(model), judge_config, k)
+        s.write_table(uri, table)
     return uri
 
 
-@task(cache_policy=ArtifactKey(stage="pairs"), **IO_RETRIES)
+@task(cache_policy=ArtifactKey(stage="pairs"),
+      task_run_name=RUN_NAMES["method_pairs"], **IO_RETRIES)
 def method_pairs(method: str, samples_uri: str, judgments_uri: str | None, dataset: str, label: str,
                  store: str, protocol: str = "wow") -> str:
     """One method's verdict on every WoW pair it can judge, computed as `protocol` says."""
@@ -149,17 +180,22 @@ def method_pairs(method: str, samples_uri: str, judgments_uri: str | None, datas
     return uri
 
 
-@task(cache_policy=ArtifactKey(stage="report"), **IO_RETRIES)
+@task(cache_policy=ArtifactKey(stage="report"),
+      task_run_name=RUN_NAMES["build_report"], **IO_RETRIES)
 def build_report(name: str, entries: list[dict], samples: list[dict], judges: list[dict], margins: list[float],
                  confidence: float, store: str, protocol: str = "wow") -> dict:
-    """AccWoW table (Parquet), judge reliability table (Parquet), markdown and PNG; returns their URIs.
+    """AccWoW table (Parquet), judge reliability table (Parquet), markdown and a PNG per dataset; returns
+    their URIs (`png`: a list, in the entries' dataset order).
 
     `entries`: dataset, generator, evaluator, method, pairs_uri. `samples`: dataset, generator, uri.
     `judges`: dataset, generator, evaluator, method, uri (judgments)."""
     key = stage_key("report", locals())
     s = Store(store)
-    uris = {ext: s.uri("reports", name, key, ext) for ext in ("parquet", "png", "md")}
+    uris = {ext: s.uri("reports", name, key, ext) for ext in ("parquet", "md")}
     uris["judges"] = s.uri("reports", f"{name}.judges", key, "parquet")
+    labels = report.plot_labels([e["dataset"] for e in entries])
+    pngs = {ds: s.uri("reports", f"{name}.{label}", key, "png") for ds, label in labels.items()}  # one per dataset
+    uris["png"] = list(pngs.values())
     if not _done(s, uris["md"]):
         table = report.accwow_table([{**e, "pairs": s.read_table(e["pairs_uri"])} for e in entries], margins, confidence,
                                     protocol)
@@ -167,15 +203,17 @@ def build_report(name: str, entries: list[dict], samples: list[dict], judges: li
         judge_stats = [{**j, **report.judge_summary(j["method"], s.read_table(j["uri"]), confidence)} for j in judges]
         s.write_table(uris["parquet"], table)
         s.write_table(uris["judges"], report.judge_table(judge_stats))
-        s.write_bytes(uris["png"], report.plot_accwow(table))
+        for ds, png in report.plot_accwow(table, confidence, list(pngs)).items():
+            s.write_bytes(pngs[ds], png)
         # The markdown is written last: its presence means the whole report is there.
-        png_name = uris["png"].rsplit("/", 1)[-1]
-        s.write_text(uris["md"], report.render_markdown(name, table, sample_stats, judge_stats, png_name, confidence,
+        png_names = {ds: uri.rsplit("/", 1)[-1] for ds, uri in pngs.items()}
+        s.write_text(uris["md"], report.render_markdown(name, table, sample_stats, judge_stats, png_names, confidence,
                                                              protocol))
     return uris
 
 
-@task(cache_policy=ArtifactKey(stage="heldout"), **IO_RETRIES)
+@task(cache_policy=ArtifactKey(stage="heldout"),
+      task_run_name=RUN_NAMES["split_heldout"], **IO_RETRIES)
 def split_heldout(questions_uri: str, heldout_fraction: float, split_seed: int, dataset: str, store: str) -> dict:
     """Hold out a fixed share of a dataset's questions for evaluation: {train_ids, heldout_uri, n_heldout}."""
     key = stage_key("heldout", locals())
@@ -191,15 +229,25 @@ def split_heldout(questions_uri: str, heldout_fraction: float, split_seed: int, 
     return {"train_ids": train_ids, "heldout_uri": uri, "n_heldout": len(heldout_ids)}
 
 
-@task(cache_policy=ArtifactKey(stage="preference_set"), **IO_RETRIES)
+@task(cache_policy=ArtifactKey(stage="preference_set"),
+      task_run_name=RUN_NAMES["build_preference_set"], **IO_RETRIES)
 def build_preference_set(spec: PreferenceSetConfig, evaluator: str | None, sources: list[dict], train_ids: list[str],
                          max_pairs: int, seed: int, label: str, store: str) -> dict:
     """One preference set from the training questions' samples (and judgments) of its generators.
 
-    `sources`: one per generator: {generator, samples_uri, judgments_uri (or None)}. Returns {uri, n_pairs}."""
+    `sources`: one per generator: {generator, samples_uri, judgments_uri (or None)}. Returns {uri, n_pairs}:
+    the Parquet file; beside it the same pairs as a Hugging Face dataset folder with a dataset card, which
+    TRL's DPOTrainer takes as it is (`preference_dataset.dataset_uri(uri)`; not in the result, which is
+    part of every training's cache key)."""
     key = stage_key("preference_set", locals())
     s = Store(store)
     uri = s.uri("preference_sets", label, key, "parquet")
+    hf_uri = preference_dataset.dataset_uri(uri)
+
+    def save_dataset(table: pd.DataFrame) -> None:
+        card = preference_dataset.card(table, label, key, spec, evaluator, sources, len(train_ids), max_pairs, seed)
+        preference_dataset.save(table, hf_uri, card)
+
     if not _done(s, uri):
         wow_parts, row_parts = [], []
         for src in sources:
@@ -215,14 +263,20 @@ def build_preference_set(spec: PreferenceSetConfig, evaluator: str | None, sourc
                 row = pairs.verdict_pairs("right_over_wrong", samples, None, 1.0)
                 row_parts.append(pairs.with_texts(row, samples, src["generator"], None, "right_over_wrong"))
         table = pairs.preference_set(wow_parts, row_parts if spec.mix_right_over_wrong else None, max_pairs, seed)
+        save_dataset(table)  # first: the Parquet file marks the set as done, so none is left without its dataset
         s.write_table(uri, table)
-    return {"uri": uri, "n_pairs": len(s.read_table(uri))}
+    elif not s.exists(f"{hf_uri}/{preference_dataset.CARD}"):  # a set stored before sets had a dataset
+        save_dataset(s.read_table(uri))
+    n_pairs = len(s.read_table(uri))
+    get_run_logger().info("%s: %d pairs; as a Hugging Face dataset: %s", label, n_pairs, hf_uri)
+    return {"uri": uri, "n_pairs": n_pairs}
 
 
 # Prints are not logged here: `datasets` hashes functions with dill, which disassembles them into a
 # redirected stdout, and Prefect's print patch would send every bytecode line to the run's log. The
 # trainer's records reach the log through `train_adapter(log=...)` instead.
-@task(cache_policy=ArtifactKey(stage="train"), tags=["model"], log_prints=False, **IO_RETRIES)
+@task(cache_policy=ArtifactKey(stage="train"), tags=["model"], log_prints=False,
+      task_run_name=RUN_NAMES["train_grid_point"], **IO_RETRIES)
 def train_grid_point(preference: dict, model: ModelConfig, train_config: TrainConfig, label: str,
                      store: str) -> dict:
     """A LoRA adapter trained on one preference set ({uri, n_pairs}) with one grid point's settings.
@@ -239,8 +293,10 @@ def train_grid_point(preference: dict, model: ModelConfig, train_config: TrainCo
             return {"uri": None, "summary": {"n_train_pairs": len(table)}}
         with tempfile.TemporaryDirectory(prefix="wow-train-") as work:
             logger = get_run_logger()
-            train.train_adapter(resolve_model_path(model.path), table, train_config, work, model.device, model.dtype,
-                                model.system_prompt, log=lambda record: logger.info("%s: %s", label, record))
+            with task_progress():
+                train.train_adapter(resolve_model_path(model.path), table, train_config, work, model.device,
+                                    model.dtype, model.system_prompt,
+                                    log=lambda record: logger.info("%s: %s", label, record))
             shutil.rmtree(Path(work) / "checkpoints", ignore_errors=True)
             for name in ("training_log.json", "train_config.json"):
                 shutil.copy(Path(work) / name, Path(work) / "adapter" / name)
@@ -248,7 +304,8 @@ def train_grid_point(preference: dict, model: ModelConfig, train_config: TrainCo
     return {"uri": uri, "summary": json.loads(s.read_text(log_uri))["summary"]}
 
 
-@task(cache_policy=ArtifactKey(stage="alignment_report"), **IO_RETRIES)
+@task(cache_policy=ArtifactKey(stage="alignment_report"),
+      task_run_name=RUN_NAMES["build_alignment_report"], **IO_RETRIES)
 def build_alignment_report(name: str, base: list[dict], runs: list[dict], untrained: list[dict], seed: int,
                            n_resamples: int, selection: str, store: str) -> dict:
     """Base-vs-aligned table (Parquet), markdown and reliability diagrams; returns their URIs.

@@ -16,6 +16,7 @@ from importlib.resources import files
 
 import pandas as pd
 
+from wow_core import progress
 from wow_core.backends import Backend
 from wow_core.config import JudgeConfig
 from wow_core.elicit import wow_pairs
@@ -124,18 +125,21 @@ def _ask(backend: Backend, prompts: list[str], follow_up: str, verdict_start: st
     convs = [[{"role": "user", "content": p}] for p in prompts]
     verdict_budget = 8 * len(follow_up.splitlines()) + 8
     if not reasoning:
-        direct = backend.generate([c + [{"role": "assistant", "content": verdict_start}] for c in convs],
-                                  max_new_tokens=verdict_budget)
+        with progress.phase("judge prompts", len(convs)):
+            direct = backend.generate([c + [{"role": "assistant", "content": verdict_start}] for c in convs],
+                                      max_new_tokens=verdict_budget)
         return [(verdict_start + g.text, None, parse(verdict_start + g.text, first=True), "direct") for g in direct]
-    replies = [g.text for g in backend.generate(convs, max_new_tokens=max_new_tokens)]
+    with progress.phase("judge prompts", len(convs)):
+        replies = [g.text for g in backend.generate(convs, max_new_tokens=max_new_tokens)]
     parsed = [parse(r) for r in replies]
     missing = [i for i, v in enumerate(parsed) if not _complete(v)]
     seconds: dict[int, str] = {}
     if missing:
         again = [convs[i] + [{"role": "assistant", "content": replies[i]}, {"role": "user", "content": follow_up},
                              {"role": "assistant", "content": verdict_start}] for i in missing]
-        for i, g in zip(missing, backend.generate(again, max_new_tokens=verdict_budget)):
-            seconds[i] = verdict_start + g.text
+        with progress.phase("verdict follow-ups", len(again)):
+            for i, g in zip(missing, backend.generate(again, max_new_tokens=verdict_budget)):
+                seconds[i] = verdict_start + g.text
     results = []
     for i, reply in enumerate(replies):
         if i not in seconds:

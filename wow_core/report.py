@@ -1,9 +1,12 @@
 """The elicitation report: AccWoW per dataset x generator x evaluator x method x margin, with pair
-counts and intervals, judge parse statistics, and a bar chart."""
+counts and intervals, judge parse statistics, and one dot plot per dataset."""
 import io
+import re
+import textwrap
 
 import pandas as pd
 from matplotlib.figure import Figure  # not pyplot: no global backend or figure state
+from matplotlib.lines import Line2D
 
 from wow_core.elicit import VERDICT_METHODS, wow_pairs
 from wow_core.judge_reliability import pairwise_reliability, picks_by_position, score_reliability
@@ -11,7 +14,7 @@ from wow_core.metrics import MIN_QUESTIONS, Rate, accwow, margin_filter
 
 ACCWOW_COLUMNS = ["dataset", "generator", "evaluator", "method", "margin", "accwow", "n_pairs", "n_questions",
                   "ci_low", "ci_high"]
-VERSION = 3  # 3: question-clustered intervals, questions per cell
+VERSION = 4  # 3: question-clustered intervals, questions per cell; 4: one AccWoW plot per dataset
 
 SELF = "(self)"  # evaluator of the methods that need none: length, consistency, logits
 
@@ -82,8 +85,8 @@ def _rate(j: dict, name: str, digits: int = 2) -> str:
         return "—"
     interval = (f"[{_fmt(j[f'{name}_low'], digits)}, {_fmt(j[f'{name}_high'], digits)}]"
                 if j[f"{name}_low"] is not None and not pd.isna(j[f"{name}_low"])
-                else f"(none: {j[f'{name}_questions']} question{'s' * (j[f'{name}_questions'] != 1)})")
-    return f"{_fmt(j[name], digits)} {interval} of {j[f'{name}_n']}"
+                else f"(none: {int(j[f'{name}_questions'])} question{'s' * (j[f'{name}_questions'] != 1)})")
+    return f"{_fmt(j[name], digits)} {interval} of {int(j[f'{name}_n'])}"
 
 
 def _kappa(j: dict) -> str:
@@ -130,11 +133,44 @@ def _interval(r) -> str:
     return f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]"
 
 
-def render_markdown(name: str, table: pd.DataFrame, samples: list[dict], judges: list[dict], png_name: str,
+def markdown_table(rows: list[dict]) -> list[str]:
+    """Rows of display strings (as `accwow_rows` makes them) as the lines of a markdown table."""
+    if not rows:
+        return ["(none)"]
+    return ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])] + [
+        "| " + " | ".join(str(v) for v in r.values()) + " |" for r in rows]
+
+
+def accwow_rows(table: pd.DataFrame, confidence: float) -> list[dict]:
+    """The AccWoW table as the report shows it: readable column names, rounded values, intervals."""
+    return [{"dataset": r.dataset, "generator": r.generator, "evaluator": r.evaluator, "method": r.method,
+             "margin": f"{r.margin:g}", "AccWoW": _fmt(r.accwow), "pairs": int(r.n_pairs),
+             "questions": int(r.n_questions), f"{confidence * 100:g} % interval": _interval(r)}
+            for r in table.itertuples()]
+
+
+def judge_rows(judges: list[dict]) -> list[dict]:
+    """The judge reliability table as the report shows it (`judges`: `judge_table` rows as dicts)."""
+    out = []
+    for j in judges:
+        pairwise = j["method"] == "pairwise"
+        out.append({"dataset": j["dataset"], "generator": j["generator"], "evaluator": j["evaluator"],
+                    "method": j["method"], "verdicts": int(j["verdicts"]),
+                    "verdict turn: reasoning / follow-up / direct":
+                        f"{int(j['from_reasoning'])} / {int(j['from_follow_up'])} / {int(j['direct'])}",
+                    "parse rate": _rate(j, "parse_rate"),
+                    "position consistency": _rate(j, "position_consistency") if pairwise else "",
+                    "first position": _rate(j, "first_position") if pairwise else "",
+                    "kappa": _kappa(j) if pairwise else ""})
+    return out
+
+
+def render_markdown(name: str, table: pd.DataFrame, samples: list[dict], judges: list[dict], png_names: dict[str, str],
                     confidence: float, protocol: str = "wow") -> str:
     """The report as markdown. `samples`: dicts with dataset, generator and `sample_summary` fields;
-    `judges`: dicts with dataset, generator, evaluator, method and `judge_summary` fields; `png_name`:
-    the chart's file name, beside the markdown file."""
+    `judges`: dicts with dataset, generator, evaluator, method and `judge_summary` fields; `png_names`:
+    dataset -> file name of its plot (`plot_accwow`), beside the markdown file; each is linked on its own
+    line under its dataset's heading."""
     level = f"{confidence * 100:g} %"
     out = [f"# AccWoW report: {name}", "",
            "AccWoW = share of kept wrong-over-wrong pairs on which the method prefers the less wrong answer "
@@ -146,11 +182,7 @@ def render_markdown(name: str, table: pd.DataFrame, samples: list[dict], judges:
            "variant keeps the pairs whose two orders agree). Methods computed "
            + ("as the paper's reference code computes them (`judge.protocol: paper`)." if protocol == "paper"
               else "the wow way (`judge.protocol: wow`; docs/methods.md says where the paper's code differs)."), "",
-           f"| dataset | generator | evaluator | method | margin | AccWoW | pairs | questions | {level} interval |",
-           "|---|---|---|---|---|---|---|---|---|"]
-    for r in table.itertuples():
-        out.append(f"| {r.dataset} | {r.generator} | {r.evaluator} | {r.method} | {r.margin:g} | {_fmt(r.accwow)} "
-                   f"| {r.n_pairs} | {r.n_questions} | {_interval(r)} |")
+           *markdown_table(accwow_rows(table, confidence))]
     out += ["", "## Samples", "", "| dataset | generator | questions | samples | extracted (conclusion / direct) "
             "| correct | wrong | WoW pairs |", "|---|---|---|---|---|---|---|---|"]
     for s in samples:
@@ -162,54 +194,149 @@ def render_markdown(name: str, table: pd.DataFrame, samples: list[dict], judges:
             "is ideal); *first position*, the share of parsed verdicts for the answer shown first (0.5 = no "
             "position bias); *kappa*, Cohen's between the two orders (0 = chance). Intervals as above, kappa's "
             "by a bootstrap over questions (docs/methods.md).", "",
-            "| dataset | generator | evaluator | method | verdicts | verdict turn: reasoning / follow-up / direct "
-            "| parse rate | position consistency | first position | kappa |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for j in judges:
-        pairwise = j["method"] == "pairwise"
-        out.append(f"| {j['dataset']} | {j['generator']} | {j['evaluator']} | {j['method']} | {j['verdicts']} "
-                   f"| {j['from_reasoning']} / {j['from_follow_up']} / {j['direct']} | {_rate(j, 'parse_rate')} "
-                   f"| {_rate(j, 'position_consistency') if pairwise else ''} "
-                   f"| {_rate(j, 'first_position') if pairwise else ''} | {_kappa(j) if pairwise else ''} |")
+            *markdown_table(judge_rows(judges))]
     findings = position_findings(judges)
     if findings:
         out += ["", "Position bias:", "", *findings]
-    out += ["", f"![AccWoW by method and margin]({png_name})", ""]
+    if png_names:
+        out += ["", "## AccWoW plots", "",
+                "One plot per dataset: a row per method, sorted by its best AccWoW on all pairs (the largest "
+                "margin); a marker per evaluator (self signals, which need none: black diamonds) with its "
+                f"{level} interval as whiskers; an open marker is a cell on fewer than {MIN_QUESTIONS} "
+                "questions, which has no interval. A panel per margin and per generator; beside each cell its "
+                "pairs and questions. The dashed line is the random baseline, 0.5."]
+        for dataset, png in png_names.items():
+            out += ["", f"### {dataset}", "", f"![AccWoW on {dataset} by method, evaluator and margin]({png})"]
+        out.append("")
     return "\n".join(out)
 
 
-def plot_accwow(table: pd.DataFrame) -> bytes:
-    """Grouped bars: one panel per dataset x generator x evaluator set, methods on x, margins as bars."""
-    panels = list(table.groupby(["dataset", "generator"], sort=False))
-    fig = Figure(figsize=(max(8, 0.9 * table["method"].nunique() + 3), 3.6 * len(panels)))
-    axes = fig.subplots(len(panels), 1, squeeze=False)
-    margins = sorted(table["margin"].unique(), reverse=True)
-    width = 0.8 / max(1, len(margins))
-    for ax, ((dataset, generator), part) in zip(axes[:, 0], panels):
-        labels = list(dict.fromkeys(f"{m}\n{e}" for m, e in zip(part["method"], part["evaluator"])))
-        for n, margin in enumerate(margins):
-            rows = part[part["margin"] == margin]
-            xs, ys, errs = [], [], [[], []]
-            for r in rows.itertuples():
-                if r.accwow is None or pd.isna(r.accwow):
-                    continue
-                xs.append(labels.index(f"{r.method}\n{r.evaluator}") + (n - (len(margins) - 1) / 2) * width)
-                ys.append(r.accwow)
-                # No bar for a cell without an interval (too few questions); max(0, ...): a Wilson bound of
-                # an AccWoW of exactly 0 or 1 can differ from it by rounding.
-                none = r.ci_low is None or pd.isna(r.ci_low)
-                errs[0].append(0.0 if none else max(0.0, r.accwow - r.ci_low))
-                errs[1].append(0.0 if none else max(0.0, r.ci_high - r.accwow))
-            ax.bar(xs, ys, width, yerr=errs, capsize=2, label=f"top-{margin:g}")
-        ax.axhline(0.5, color="grey", linestyle="--", linewidth=1, label="random")
-        ax.set_xticks(range(len(labels)), labels, fontsize=8)
-        ax.set_ylim(0, 1)
-        ax.set_ylabel("AccWoW")
-        ax.set_title(f"{dataset} · generator {generator}")
-        ax.legend(fontsize=7, ncols=len(margins) + 1, loc="upper right")
-    fig.tight_layout()
+_EVALUATOR_MARKERS = "os^vPXh*"  # no "D": the self signals
+
+
+def accwow_row_order(part: pd.DataFrame) -> list[str]:
+    """The methods of one dataset x generator in plotted order, top to bottom: by the best evaluator's
+    AccWoW on the largest margin (normally 1, all pairs: the only one every method has, verdicts
+    included), highest first; methods without a value there last; ties by name."""
+    top = part[part["margin"] == part["margin"].max()]
+    best = top.groupby("method", sort=False)["accwow"].max()
+
+    def key(method: str) -> tuple:
+        value = best.get(method)
+        return (0, -value, method) if pd.notna(value) else (1, 0, method)
+    return sorted(dict.fromkeys(part["method"]), key=key)
+
+
+def _cell_note(r) -> str:
+    if r.n_pairs == 0:
+        return "no pairs"
+    q = f"{r.n_pairs} pairs · {r.n_questions} q"
+    return q + ": too few" if r.ci_low is None or pd.isna(r.ci_low) else q
+
+
+def plot_accwow_dataset(table: pd.DataFrame, dataset: str, confidence: float | None = None) -> bytes:
+    """One dataset's AccWoW as a dot plot: a row per method, sorted (`accwow_row_order`), one marker per
+    evaluator with its interval as whiskers, x fixed at 0..1 with chance at 0.5; a panel per margin
+    (columns) and per generator (rows); each cell's pairs and questions beside the panel. An open marker
+    is a cell without an interval (fewer than MIN_QUESTIONS questions)."""
+    part = table[table["dataset"] == dataset]
+    if part.empty:
+        fig = Figure(figsize=(5, 1.2), dpi=110)
+        fig.text(0.5, 0.5, f"AccWoW on {dataset}: no cells (no pairs at any margin)", ha="center", va="center")
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        return buf.getvalue()
+    generators = list(dict.fromkeys(part["generator"]))
+    margins = sorted(part["margin"].unique(), reverse=True)
+    evaluators = sorted(dict.fromkeys(part["evaluator"]), key=lambda e: e != SELF)  # self first, then as given
+    style = {SELF: ("black", "D")} | {e: (f"C{n % 10}", _EVALUATOR_MARKERS[n % len(_EVALUATOR_MARKERS)])
+                                       for n, e in enumerate(x for x in evaluators if x != SELF)}
+    # Rows: one per method, as tall as its evaluators need; y counts down from the top in slot units.
+    layouts = []
+    for gen in generators:
+        g = part[part["generator"] == gen]
+        rows, y = {}, 0.0
+        for method in accwow_row_order(g):
+            evs = [e for e in evaluators if ((g["method"] == method) & (g["evaluator"] == e)).any()]
+            height = max(1, len(evs)) + 0.6
+            rows[method] = (y + height / 2, {e: y + 0.8 + i for i, e in enumerate(evs)}, height)
+            y += height
+        layouts.append((gen, g, rows, y))
+    slot_in = 0.2  # inches per evaluator slot
+    heights = [max(y, 2.5) for *_, y in layouts]
+    fig = Figure(figsize=(0.8 + 4.3 * len(margins), 1.6 + slot_in * sum(heights) + 0.5 * len(generators)),
+                 layout="constrained", dpi=110)
+    axes = fig.subplots(len(generators), len(margins), squeeze=False, sharey="row",
+                        gridspec_kw={"height_ratios": heights})
+    for (gen, g, rows, total), ax_row in zip(layouts, axes):
+        for margin, ax in zip(margins, ax_row):
+            cells = g[g["margin"] == margin]
+            for method, (centre, slots, height) in rows.items():
+                mine = cells[cells["method"] == method]
+                if mine.empty:
+                    ax.text(0.5, centre, "no score gap: margin 1 only" if method in VERDICT_METHODS else "no cell",
+                            ha="center", va="center", fontsize=7, color="grey", style="italic",
+                            bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
+                for r in mine.itertuples():
+                    y, (colour, marker) = slots[r.evaluator], style[r.evaluator]
+                    ax.annotate(_cell_note(r), xy=(1, y), xycoords=ax.get_yaxis_transform(), xytext=(8, 0),
+                                textcoords="offset points", va="center", fontsize=7, color=colour,
+                                annotation_clip=False, clip_on=False)
+                    if r.accwow is None or pd.isna(r.accwow):
+                        continue
+                    none = r.ci_low is None or pd.isna(r.ci_low)
+                    # max(0, ...): a Wilson bound of an AccWoW of exactly 0 or 1 can differ from it by rounding.
+                    xerr = None if none else [[max(0.0, r.accwow - r.ci_low)], [max(0.0, r.ci_high - r.accwow)]]
+                    ax.errorbar([r.accwow], [y], xerr=xerr, fmt=marker, color=colour, markersize=5, capsize=2,
+                                elinewidth=1.2, markerfacecolor="white" if none else colour, clip_on=False)
+            for _, (centre, _, height) in list(rows.items())[1:]:
+                ax.axhline(centre - height / 2, color="0.9", linewidth=0.8)
+            ax.axvline(0.5, color="grey", linestyle="--", linewidth=1)
+            ax.set_xlim(0, 1)
+            ax.set_xticks([0, 0.25, 0.5, 0.75, 1])
+            ax.grid(axis="x", color="0.93")
+            ax.set_ylim(max(total, 2.5), 0)
+            ax.set_yticks([c for c, _, _ in rows.values()], list(rows), fontsize=9)
+            ax.tick_params(axis="y", length=0)
+            what = "all pairs" if margin >= 1 else f"top {margin * 100:g} % of pairs by gap"
+            ax.set_title(f"margin {margin:g}: {what}" + (f"\ngenerator {gen}" if len(generators) > 1 else ""),
+                         fontsize=9)
+            ax.set_xlabel("AccWoW", fontsize=8)
+    level = f"{confidence * 100:g} % interval" if confidence else "interval"
+    handles = [Line2D([], [], color=style[e][0], marker=style[e][1], linestyle="", label=e if e != SELF else
+                      "self signal (no evaluator)") for e in evaluators]
+    handles += [Line2D([], [], color="grey", marker="o", markerfacecolor="white", linestyle="",
+                       label=f"no interval: fewer than {MIN_QUESTIONS} questions"),
+                Line2D([], [], color="grey", marker="|", linestyle="-", label=f"{level} (on questions)"),
+                Line2D([], [], color="grey", linestyle="--", label="random: 0.5")]
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4 if len(margins) > 1 else 2),
+               fontsize=8, frameon=False)  # below the panels: it never covers a cell
+    gens = f"generator {generators[0]}, " if len(generators) == 1 else ""
+    on = "all pairs" if margins[0] >= 1 else f"margin {margins[0]:g}"
+    title = f"AccWoW on {dataset}\n" + textwrap.fill(f"{gens}methods sorted by their best AccWoW on {on}",
+                                                       int(fig.get_figwidth() * 12))
+    fig.suptitle(title, fontsize=10)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     return buf.getvalue()
+
+
+def plot_accwow(table: pd.DataFrame, confidence: float | None = None,
+                datasets: list[str] | None = None) -> dict[str, bytes]:
+    """One PNG per dataset (`plot_accwow_dataset`): {dataset: PNG bytes}, for `datasets` (default: those of
+    `table`, in its order); a dataset without cells gets a plot that says so."""
+    return {ds: plot_accwow_dataset(table, ds, confidence)
+            for ds in (datasets if datasets is not None else dict.fromkeys(table["dataset"]))}
+
+
+def plot_labels(datasets: list[str]) -> dict[str, str]:
+    """dataset -> a distinct label for its plot's file name: letters, digits, '.', '_' and '-' only (a
+    dataset's `label` is free text), numbered when two would otherwise be the same."""
+    labels = {}
+    for ds in dict.fromkeys(datasets):
+        label = re.sub(r"[^A-Za-z0-9._-]+", "_", ds).strip("._") or "dataset"
+        labels[ds] = label if label not in labels.values() else f"{label}.{len(labels)}"
+    return labels
 
 
 ALIGNMENT_METRIC_NAMES = {"proxy_score": "proxy score", "wrong_only_proxy": "wrong-only proxy (less wrong)",
@@ -227,6 +354,35 @@ def adapter_label(preference_set: str, trained_on: str, dataset: str) -> str:
     return preference_set if trained_on == dataset else f"{preference_set} (trained on {trained_on})"
 
 
+def alignment_rows(table: pd.DataFrame, untrained: list[dict], line_break: str = " ") -> list[dict]:
+    """Base vs aligned as the report shows it: one row per model, dataset, preference set and where it was
+    trained; a metric's cell is base → aligned, then Δ with its interval after `line_break`."""
+    from wow_core.evaluate import METRICS
+    head = ["model", "dataset", "preference set", "trained on", "grid point", "pairs", "questions"]
+    out = []
+    keys = ["model", "dataset", "preference_set", "trained_on"]
+    for (model, ds, pset, trained_on), part in table.groupby(keys, sort=False):
+        by_metric = part.set_index("metric")
+        first = part.iloc[0]
+        cells = {}
+        for m in METRICS:
+            r = by_metric.loc[m]
+            interval = (f"none: {first['n_questions']} questions" if pd.isna(r.low) and not pd.isna(r.delta)
+                        else f"[{_signed(r.low)}, {_signed(r.high)}]")
+            cells[ALIGNMENT_METRIC_NAMES[m]] = (f"{_fmt(r.base)} → {_fmt(r.aligned)}{line_break}"
+                                                f"Δ {_signed(r.delta)} {interval}")
+        where = f"{trained_on} (transfer)" if first["transfer"] else trained_on
+        point = f"{first['grid_point']}" + ("" if first["selected_by"] == "single" else f" (by {first['selected_by']})")
+        out.append(dict(zip(head, [model, ds, pset, where, point, int(first["n_pairs"]), int(first["n_questions"])]))
+                   | cells)
+    for u in untrained:
+        out.append(dict(zip(head, [u["model"], u["trained_on"], u["preference_set"], u["trained_on"], "—",
+                                   int(u["n_pairs"]), "—"]))
+                   | {ALIGNMENT_METRIC_NAMES[m]: "not trained: fewer than 2 pairs" if i == 0 else ""
+                      for i, m in enumerate(METRICS)})
+    return out
+
+
 def render_alignment_markdown(name: str, table: pd.DataFrame, runs: list[dict], untrained: list[dict],
                               diagrams: list[tuple[str, str, list[str]]]) -> str:
     """The alignment section: base vs aligned per preference set, training runs, reliability diagrams.
@@ -234,33 +390,13 @@ def render_alignment_markdown(name: str, table: pd.DataFrame, runs: list[dict], 
     `table`: `evaluate.alignment_table` rows with a `model` column; `runs`: model, preference_set,
     trained_on, grid_point, train, n_pairs, summary; `untrained`: sets with too few pairs; `diagrams`:
     (PNG file name, title, its panels) per reliability diagram."""
-    from wow_core.evaluate import METRICS
     out = [f"# Alignment report: {name}", "",
            "Base model vs its LoRA adapter trained on each preference set, on held-out questions that no "
            "preference set contains. Cells: base → aligned, Δ with its paired bootstrap 95 % interval (questions "
            f"resampled; none on fewer than {MIN_QUESTIONS} questions). *transfer* = evaluated on a dataset the "
            "adapter was not trained on. *grid point*: the one selected among a set's grid points "
            f"({SELECTION_TEXT['eval_loss']}; or {SELECTION_TEXT['proxy']}), or the set's only one.", ""]
-    header = " | ".join(ALIGNMENT_METRIC_NAMES[m] for m in METRICS)
-    out += [f"| model | dataset | preference set | trained on | grid point | pairs | questions | {header} |",
-            "|---|---|---|---|---|---|---|" + "---|" * len(METRICS)]
-    keys = ["model", "dataset", "preference_set", "trained_on"]
-    for (model, ds, pset, trained_on), part in table.groupby(keys, sort=False):
-        by_metric = part.set_index("metric")
-        first = part.iloc[0]
-        cells = []
-        for m in METRICS:
-            r = by_metric.loc[m]
-            interval = (f"none: {first['n_questions']} questions" if pd.isna(r.low) and not pd.isna(r.delta)
-                        else f"[{_signed(r.low)}, {_signed(r.high)}]")
-            cells.append(f"{_fmt(r.base)} → {_fmt(r.aligned)}<br>Δ {_signed(r.delta)} {interval}")
-        where = f"{trained_on} (transfer)" if first["transfer"] else trained_on
-        point = f"{first['grid_point']}" + ("" if first["selected_by"] == "single" else f" (by {first['selected_by']})")
-        out.append(f"| {model} | {ds} | {pset} | {where} | {point} | {first['n_pairs']} | {first['n_questions']} | "
-                   + " | ".join(cells) + " |")
-    for u in untrained:
-        out.append(f"| {u['model']} | {u['trained_on']} | {u['preference_set']} | {u['trained_on']} | — | {u['n_pairs']} "
-                   f"| — | not trained: fewer than 2 pairs |" + " |" * (len(METRICS) - 1))
+    out += markdown_table(alignment_rows(table, untrained, line_break="<br>"))
     out += ["", "## Training runs", "",
             "| model | preference set | trained on | grid point | settings | train pairs | eval pairs | steps "
             "| train loss | eval loss | pairs/s |", "|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -28,6 +28,7 @@ from types import ModuleType
 
 import pandas as pd
 
+from wow_core import progress
 from wow_core.backends import Backend
 from wow_core.config import SamplingConfig
 from wow_core.records import Question
@@ -105,12 +106,15 @@ def sample_answers(questions: list[Question], dataset: ModuleType, backend: Back
     if hasattr(dataset, "sample_prompts"):
         # Seeded per question, so that a question's prompts do not depend on the shard that holds it.
         asked = [dataset.sample_prompts(q, config.n, shard_seed(config.seed, [q])) for q in questions]
-        generations = iter(gens[0] for gens in backend.sample(
-            [[{"role": "user", "content": text}] for prompts in asked for text, _ in prompts], n=1, **sampling))
+        with progress.phase("answers", sum(len(p) for p in asked)):
+            generations = iter(gens[0] for gens in backend.sample(
+                [[{"role": "user", "content": text}] for prompts in asked for text, _ in prompts], n=1, **sampling))
         answers = [[next(generations) for _ in prompts] for prompts in asked]
     else:
         asked = [[(q.text, None)] * config.n for q in questions]
-        answers = backend.sample([[{"role": "user", "content": q.text}] for q in questions], n=config.n, **sampling)
+        with progress.phase("answers", len(questions) * config.n):
+            answers = backend.sample([[{"role": "user", "content": q.text}] for q in questions], n=config.n,
+                                     **sampling)
     if dataset.EXTRACTION_PROMPT is None:  # the answer is its own value: no second turn
         conclusions = itertools.repeat(None)
     else:
@@ -118,8 +122,9 @@ def sample_answers(questions: list[Question], dataset: ModuleType, backend: Back
                        {"role": "user", "content": dataset.EXTRACTION_PROMPT},
                        {"role": "assistant", "content": dataset.EXTRACTION_PREFILL}]
                       for prompts, gens in zip(asked, answers) for (text, _), a in zip(prompts, gens)]
-        conclusions = iter(dataset.EXTRACTION_PREFILL + g.text
-                           for g in backend.generate(follow_ups, max_new_tokens=config.extraction_max_new_tokens))
+        with progress.phase("extraction turns", len(follow_ups)):
+            conclusions = iter([dataset.EXTRACTION_PREFILL + g.text for g in backend.generate(
+                follow_ups, max_new_tokens=config.extraction_max_new_tokens)])
     rows, asked_of = [], []
     for q, prompts, gens in zip(questions, asked, answers):
         for idx, ((text, view), a) in enumerate(zip(prompts, gens)):

@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from wow_core import progress
 from wow_core.backends.transformers_backend import DEVICE_LOCK
 from wow_core.config import TrainConfig
 from wow_core.engines import device_lease, release_device
@@ -148,6 +149,16 @@ def _train(base_path: str, pairs: pd.DataFrame, config: TrainConfig, out: Path, 
     train, evaluation = split_eval(pairs, config.eval_fraction, config.seed)
     trainer = _trainer(model, tokenizer, config, to_conversations(train, system_prompt),
                        to_conversations(evaluation, system_prompt) if len(evaluation) else None, out, device)
+    class Progress(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            progress.start_phase("training steps", state.max_steps)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            progress.advance(1)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            progress.end_phase()
+    trainer.add_callback(Progress())
     if log is not None:
         class Forward(TrainerCallback):
             def on_log(self, args, state, control, logs=None, **kwargs):

@@ -5,9 +5,10 @@ import time
 import pytest
 import torch
 
+from wow_core import progress
 from wow_core.backends import get_backend
 from wow_core.backends.transformers_backend import packaged_gguf, resolve_model_path
-from wow_core.config import ModelConfig
+from wow_core.config import TransformersModel
 
 pytestmark = pytest.mark.slow
 
@@ -20,7 +21,7 @@ CONVS = [
 
 @pytest.fixture(scope="module")
 def backend():
-    return get_backend(ModelConfig(name="smollm2-135m", batch_size=4))
+    return get_backend(TransformersModel(name="smollm2-135m", batch_size=4))
 
 
 def forward_logprobs(backend, conversation, token_ids) -> list[float]:
@@ -56,6 +57,22 @@ def test_sample_shapes_seeds_and_logprobs(backend):
         assert g.token_logprobs == pytest.approx(forward_logprobs(backend, CONVS[1], g.token_ids), abs=2e-3)
 
 
+def test_each_batch_is_reported_as_it_finishes(backend):
+    # 3 prompts x n=3 on batch_size 4: several batches, reported one by one with the tokens they made.
+    seen = []
+    with progress.tracking(lambda t: seen.append((t.phase, t.done, t.total, t.tokens, t.finished))):
+        with progress.phase("answers", 9):
+            out = backend.sample(CONVS, n=3, temperature=1.0, top_p=1.0, max_new_tokens=8, seed=7)
+    tokens = sum(len(g.token_ids) for gens in out for g in gens)
+    assert seen[0] == ("answers", 0, 9, 0, False) and seen[-1] == ("answers", 9, 9, tokens, True)
+    steps = [done for _, done, *_ in seen[1:-1]]
+    batches = [b - a for a, b in zip([0, *steps], steps)]
+    assert len(batches) >= 3 and all(1 <= b <= 4 for b in batches) and steps[-1] == 9  # at most batch_size each
+    reports = len(seen)
+    backend.sample(CONVS[:1], n=1, temperature=1.0, top_p=1.0, max_new_tokens=4, seed=1)  # not tracking: no report
+    assert len(seen) == reports
+
+
 def test_greedy_matches_unshared_generation_and_continues_prefill(backend):
     greedy = backend.generate(CONVS, max_new_tokens=16)
     tok, model = backend.tokenizer, backend.model
@@ -73,7 +90,7 @@ def test_greedy_matches_unshared_generation_and_continues_prefill(backend):
 
 
 def test_a_second_configuration_shares_the_weights_and_asks_after_its_system_message(backend):
-    careful = get_backend(ModelConfig(name="careful", batch_size=4, system_prompt="Answer in French.", temperature=0.5))
+    careful = get_backend(TransformersModel(name="careful", batch_size=4, system_prompt="Answer in French.", temperature=0.5))
     assert careful.backend is backend  # one copy of the weights for both configurations
     system = [{"role": "system", "content": "Answer in French."}]
     direct = backend.generate([system + c for c in CONVS], max_new_tokens=10)
@@ -115,7 +132,7 @@ def test_loading_an_adapter_leaves_other_threads_seeded_sampling_alone(tmp_path,
         torch.manual_seed(0)
         seeded = torch.random.get_rng_state().clone()
         loader = threading.Thread(target=lambda: loaded.append(
-            transformers_backend.TransformersBackend(ModelConfig(name="x", adapter=str(tmp_path)))))
+            transformers_backend.TransformersBackend(TransformersModel(name="x", adapter=str(tmp_path)))))
         loader.start()
         assert lock.waiting.wait(timeout=120), "loading a model never asked for the device lock"
         time.sleep(1)

@@ -1,5 +1,7 @@
 """WoW pairs, method verdicts, margins, AccWoW and ECE on hand-computed tables."""
+import io
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -179,10 +181,75 @@ def test_report_cells_say_their_questions_and_print_no_interval_on_too_few():
     table = accwow_table([few, many], margins=[1.0], confidence=0.95)
     assert table[["n_pairs", "n_questions"]].values.tolist() == [[9, 3], [10, 10]]
     assert table.ci_low.isna().tolist() == [True, False]
-    md = render_markdown("toy", table, [], [], "plot.png", 0.95)
+    md = render_markdown("toy", table, [], [], {"toy": "plot.png"}, 0.95)
     assert "| toy | g | (self) | length | 1 | 0.667 | 9 | 3 | none: 3 questions |" in md
     low, high = wilson_interval(7, 10)
     assert f"| toy | g | (self) | logits | 1 | 0.700 | 10 | 10 | [{low:.3f}, {high:.3f}] |" in md
+
+
+def accwow_cells(dataset: str, generator: str, cells: list[tuple]) -> pd.DataFrame:
+    """Hand AccWoW table rows: (evaluator, method, margin, accwow, n_pairs, n_questions, low, high)."""
+    from wow_core.report import ACCWOW_COLUMNS
+    return pd.DataFrame([dict(zip(ACCWOW_COLUMNS, (dataset, generator, *c))) for c in cells], columns=ACCWOW_COLUMNS)
+
+
+def test_plotted_methods_are_sorted_by_their_best_accwow_on_all_pairs():
+    from wow_core.report import SELF, accwow_row_order
+    table = accwow_cells("toy", "g", [
+        (SELF, "length", 1.0, 0.55, 40, 10, 0.4, 0.7), (SELF, "length", 0.5, 0.95, 20, 10, 0.8, 1.0),
+        ("a", "pairwise", 1.0, 0.52, 40, 10, 0.4, 0.65), ("b", "pairwise", 1.0, 0.80, 40, 10, 0.7, 0.9),
+        ("a", "score_k1", 1.0, 0.70, 40, 10, 0.6, 0.8), ("b", "score_k1", 1.0, 0.10, 40, 10, 0.0, 0.2),
+        (SELF, "logits", 1.0, None, 0, 0, None, None),
+        (SELF, "consistency", 1.0, 0.55, 40, 3, None, None)])
+    # pairwise by evaluator b (0.80) over score_k1 by a (0.70); margin 0.5's 0.95 of length does not count;
+    # length and consistency tie at 0.55 (by name); logits has no pairs: last.
+    assert accwow_row_order(table) == ["pairwise", "score_k1", "consistency", "length", "logits"]
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    from PIL import Image
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    image = Image.open(io.BytesIO(data))
+    image.verify()  # raises on a truncated or corrupt file
+    return image.size
+
+
+def test_one_accwow_plot_per_dataset_of_a_size_that_grows_with_its_rows():
+    from wow_core.report import SELF, plot_accwow
+    few = accwow_cells("small", "g", [
+        (SELF, "length", m, 0.6, 40, 10, 0.45, 0.73) for m in (1.0, 0.5)] + [
+        (e, "score_k1", m, 0.7, 40, 10, 0.55, 0.82) for e in ("a", "b") for m in (1.0, 0.5)] + [
+        ("a", "pairwise", 1.0, 1.0, 40, 10, 0.72, 1.0), ("b", "pairwise", 1.0, 0.6, 12, 3, None, None)])
+    methods = ["length", "consistency", "logits", "score_k1", "score_k5", "pairwise", "pairwise_filtered"]
+    many = pd.concat([accwow_cells("large", g, [(SELF if m in ("length", "consistency", "logits") else "a", m, 1.0,
+                                                 0.5 + i / 20, 40, 10, 0.4, 0.8) for i, m in enumerate(methods)])
+                      for g in ("g1", "g2")])
+    plots = plot_accwow(pd.concat([few, many], ignore_index=True), 0.95, ["small", "large", "empty"])
+    assert list(plots) == ["small", "large", "empty"]
+    (w_small, h_small), (w_large, h_large) = png_size(plots["small"]), png_size(plots["large"])
+    # Two margins side by side against one; seven methods for each of two generators against three methods.
+    assert 800 <= w_small < 2000 and 300 <= h_small < 900 and w_large < w_small and h_large > 1.5 * h_small
+    assert png_size(plots["empty"])[0] > 100  # a dataset without cells says so instead of failing the report
+    assert list(plot_accwow(few)) == ["small"]
+
+
+def test_plot_file_labels_are_file_safe_and_distinct():
+    from wow_core.report import plot_labels
+    assert plot_labels(["nlgraph_shortest_path", "mmlu pro/law", "mmlu pro law", "nlgraph_shortest_path"]) == {
+        "nlgraph_shortest_path": "nlgraph_shortest_path", "mmlu pro/law": "mmlu_pro_law", "mmlu pro law": "mmlu_pro_law.2"}
+
+
+def test_the_markdown_links_each_datasets_plot_under_its_heading():
+    from wow_core.report import SELF, render_markdown
+    table = pd.concat([accwow_cells(ds, "g", [(SELF, "length", 1.0, 0.6, 40, 10, 0.45, 0.73)]) for ds in ("d1", "d2")])
+    md = render_markdown("toy", table, [], [], {"d1": "toy.d1-abc.png", "d2": "toy.d2-abc.png"}, 0.95)
+    plots = md.split("## AccWoW plots")[1]
+    sections = dict(s.split("\n", 1) for s in plots.split("\n### ")[1:])
+    assert list(sections) == ["d1", "d2"]
+    for ds, body in sections.items():
+        images = re.findall(r"^!\[[^\]]*\]\(([^)]+)\)$", body, flags=re.M)  # on a line of its own
+        assert images == [f"toy.{ds}-abc.png"]
+    assert "![" not in md.split("## AccWoW plots")[0] and "![" not in render_markdown("toy", table, [], [], {}, 0.95)
 
 
 def test_the_papers_protocol_by_hand():

@@ -4,6 +4,7 @@ import math
 
 import pandas as pd
 import pytest
+from prefect.logging import disable_run_logger
 
 from tasks.stages import build_preference_set
 from wow_core import pairs
@@ -127,7 +128,9 @@ def test_preference_set_task_uses_training_questions_and_its_sources(tmp_path):
     spec = PreferenceSetConfig(method="oracle")
     mine = [{"generator": "own", "samples_uri": own, "judgments_uri": None}]
     theirs = [{"generator": "other", "samples_uri": other, "judgments_uri": None}]
-    run = build_preference_set.fn
+    def run(*args):
+        with disable_run_logger():  # the task logs where its dataset lies
+            return build_preference_set.fn(*args)
     self_set = store.read_table(run(spec, None, mine, ["q1", "q2"], 4000, 0, "self", str(tmp_path))["uri"])
     all_set = store.read_table(run(spec, None, mine + theirs, ["q1", "q2"], 4000, 0, "all", str(tmp_path))["uri"])
     assert set(self_set.generator) == {"own"} and len(self_set) == 4

@@ -9,7 +9,8 @@ def _task_states(state, settle_s: float = 60) -> dict[str, list[str]]:
     (flows/task_runs.py: states arrive as events it writes in the background)."""
     out: dict[str, list[str]] = {}
     for r in recorded_task_runs(state.state_details.flow_run_id, settle_s):
-        out.setdefault(r.name.rsplit("-", 1)[0], []).append(r.state.name)
+        # The task's key is its function's name and a code hash; the run's name says dataset, model, ...
+        out.setdefault(r.task_key.rsplit("-", 1)[0], []).append(r.state.name)
     return out
 
 

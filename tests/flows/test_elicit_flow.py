@@ -56,8 +56,12 @@ def test_report_has_every_method_and_margin(first_run):
     n_length = table[(table.method == "length") & (table.margin == 1.0)].n_pairs.item()
     assert n_length == wow_pair_count(samples)
     markdown = store.read_text(uris["md"])
-    assert "Random baseline: 0.500" in markdown and "pairwise_filtered" in markdown and uris["png"].rsplit("/", 1)[-1] in markdown
-    assert store.read_bytes(uris["png"]).startswith(b"\x89PNG")
+    assert "Random baseline: 0.500" in markdown and "pairwise_filtered" in markdown
+    # One plot per dataset, linked on its own line under the dataset's heading.
+    assert len(uris["png"]) == len(config.datasets) == 1
+    assert f"### nlgraph_shortest_path\n\n![AccWoW on nlgraph_shortest_path by method, evaluator and margin]" \
+           f"({uris['png'][0].rsplit('/', 1)[-1]})\n" in markdown
+    assert store.read_bytes(uris["png"][0]).startswith(b"\x89PNG")
     # Three questions: every cell says so instead of printing an interval.
     assert (table.n_questions <= 3).all() and table.ci_low.isna().all()
     assert re.search(r"\| none: [123] questions? \|", markdown) and "[0." not in markdown.split("## Samples")[0]
@@ -70,6 +74,47 @@ def test_report_has_every_method_and_margin(first_run):
     if len(parsed):
         assert pairwise["first_position"] == pytest.approx((parsed.preferred == parsed["first"]).mean())
     assert "| parse rate | position consistency | first position | kappa |" in markdown
+
+
+def test_what_the_prefect_ui_shows(first_run):
+    """Artifacts keyed by config and flow, the plot inside the report, tables as the report formats them,
+    progress of every model-bound task and of the run, task runs named by what they do."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import (ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter,
+                                                FlowRunFilterId)
+    config, state = first_run
+    run_id = state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))
+        names = sorted(r.name for r in client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id]))))
+        flow_run = client.read_flow_run(run_id)
+    assert flow_run.name == "elicit · tiny"
+    keyed = {a.key: a for a in artifacts if a.key}
+    assert set(keyed) == {"tiny-elicit-accwow-report", "tiny-elicit-accwow-table", "tiny-elicit-judge-table"}
+    report = keyed["tiny-elicit-accwow-report"].data
+    # The plot is in the markdown itself: the browser cannot fetch a file beside the report.
+    assert report.count("](data:image/png;base64,iVBORw0KGgo") == 1 and not re.search(r"\]\([^)]+\.png\)", report)
+    assert keyed["tiny-elicit-accwow-report"].description.endswith(f"on `{__import__('socket').gethostname()}`")
+    import json
+    rows = json.loads(keyed["tiny-elicit-accwow-table"].data)
+    table = Store(config.store).read_table(state.result()["parquet"])
+    assert len(rows) == len(table) and list(rows[0]) == ["dataset", "generator", "evaluator", "method", "margin",
+                                                         "AccWoW", "pairs", "questions", "95 % interval"]
+    first = table.iloc[0]
+    assert rows[0]["AccWoW"] == (f"{first.accwow:.3f}" if first.accwow == first.accwow else "—")
+    judges = json.loads(keyed["tiny-elicit-judge-table"].data)
+    assert {j["method"] for j in judges} == {"pairwise", "score_k1", "score_k2"}
+    assert all(re.fullmatch(r"\d\.\d\d \(none: \d questions?\) of \d+|—", j["parse rate"]) for j in judges), judges
+    # Progress: one artifact per model-bound task run (2 shards, 3 judges), all at 100 %, and the run's own.
+    progress = [a for a in artifacts if a.type == "progress"]
+    units = [a for a in progress if a.task_run_id is not None]
+    assert len(units) == 5 and all(a.data == 100 for a in units), [(a.description, a.data) for a in units]
+    assert any(": extraction turns 8 of 8 (100%)" in a.description for a in units), [a.description for a in units]
+    [run] = [a for a in progress if a.task_run_id is None]
+    assert run.data == 100 and run.description == "Model-bound units done: sample 2 of 2 · judge 3 of 3"
+    assert "sample · nlgraph_shortest_path · smollm2-135m · questions 0-2" in names
+    assert "judge score k=2 · nlgraph_shortest_path · smollm2-135m" in names
+    assert "pairs · nlgraph_shortest_path.smollm2-135m · length" in names, names
 
 
 def test_rerun_is_fully_cached_and_calls_no_model(first_run, task_states):
@@ -151,3 +196,14 @@ def test_score_judges_of_5_and_10_answers_under_the_papers_protocol(harness, tmp
     assert set(judges.index) == {"score_k5", "score_k10"} and (judges.verdicts == 10).all()
     table = store.read_table(uris["parquet"])
     assert {"score_k5", "score_k10", "length"} <= set(table.method)
+
+
+def test_a_config_from_the_form_that_breaks_a_cross_field_rule_fails_the_run_at_once(harness, tmp_path):
+    # The UI's form checks each field, not the rules between them: the flow checks them first thing
+    # and names the rule as `wow validate` does, without the whole config in the message.
+    config = tiny_config(str(tmp_path / "store")).model_dump(mode="json") | {"generators": ["nope"]}
+    state = elicit(config=config, return_state=True)
+    assert state.is_failed()
+    assert state.message == ("Flow run encountered an exception: ConfigError: flow parameter 'config': field "
+                             "'(top level)': Value error, `generators` names ['nope'] not in `models` (['smollm2-135m'])")
+    assert not (tmp_path / "store").exists()

@@ -13,7 +13,7 @@ Server differences this handles:
   answer that comes without them has empty `token_logprobs` (so `mean_logprob` is None) and is left out
   of the logits method and ECE; each call logs how many there were.
 - token ids come only from servers that send them (llama.cpp's `id` per token); otherwise they are [].
-- a prefilled reply (the conversation ends with an assistant message): see `ModelConfig.prefill`; a
+- a prefilled reply (the conversation ends with an assistant message): see `OpenAIModel.prefill`; a
   reply that begins with the prefilled text has it removed (llama.cpp's server echoes it).
 - the end-of-sequence token, which llama.cpp and vLLM list among the log-probs, is left out of them:
   vLLM says which token ended a choice (`stop_reason`: None for end-of-sequence, a token id for a stop
@@ -34,8 +34,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
+from wow_core import progress
 from wow_core.backends.base import Conversation
-from wow_core.config import ModelConfig
+from wow_core.config import OpenAIModel
 from wow_core.records import Generation
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ def fold_prefill(conversation: Conversation) -> tuple[Conversation, str]:
 class OpenAIBackend:
     """A model behind an OpenAI-compatible chat completions endpoint."""
 
-    def __init__(self, config: ModelConfig, endpoint: Endpoint | None = None):
+    def __init__(self, config: OpenAIModel, endpoint: Endpoint | None = None):
         """`endpoint`: where to send requests; by default the config's `base_url`, `path` and the key
         in `api_key_env`."""
         self.config = config
@@ -160,7 +161,9 @@ class OpenAIBackend:
         rest = await asyncio.gather(*[self._request(client, slots, body | {"n": 1, "seed": (seed + k) % SEED_MODULUS},
                                                     prefill)
                                       for k in range(len(generations), n)])
-        return generations + [g for gens in rest for g in gens]
+        generations += [g for gens in rest for g in gens]
+        progress.advance(len(generations), sum(len(g.token_ids) for g in generations))
+        return generations
 
     async def _request(self, client: httpx.AsyncClient, slots: asyncio.Semaphore, body: dict,
                        prefill: str | None) -> list[Generation]:

@@ -17,8 +17,9 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
+from wow_core import progress
 from wow_core.backends.base import Conversation
-from wow_core.config import ModelConfig
+from wow_core.config import TransformersModel
 from wow_core.records import Generation
 
 # One model computation (generation or training) at a time in this process: a model is not
@@ -111,7 +112,7 @@ def merged_adapter(model, adapter: str):
 class TransformersBackend:
     """A Hugging Face causal LM with its tokenizer's chat template."""
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: TransformersModel):
         self.config = config
         if config.device == "cpu":
             keep_freed_memory_in_heap()
@@ -205,6 +206,7 @@ class TransformersBackend:
                 torch.manual_seed(seed * 1_000_003 + b)  # reproducible for the same inputs and batch size
                 gens = self._run([prompts[i] for i, _ in batch], [c for _, c in batch], sample,
                                  temperature, top_p, max_new_tokens)
+                progress.advance(len(gens), sum(len(g.token_ids) for g in gens))
                 for (i, c) in batch:
                     results[i].extend(gens[:c])
                     gens = gens[c:]

@@ -1,0 +1,77 @@
+"""What a run shows in the Prefect UI: its reports as artifacts keyed by config and flow, with their plots
+inline and their tables formatted as the markdown report formats them.
+
+Keys carry the config's name and the flow's, so a small test run never replaces the nightly grid's report
+as "the latest" under a key. Plots are embedded as data: URIs: the report file's image links are names
+beside it in the store, which the UI's browser cannot fetch (a local folder on a worker, or a bucket)."""
+import base64
+import re
+import socket
+
+import pandas as pd
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.runtime import flow_run
+
+from wow_core import report
+from wow_core.store import Store
+
+# An image link of a report file: `![alt](name.png)`, the name relative to the report's folder.
+IMAGE_LINK = re.compile(r"!\[([^\]]*)\]\(([^()\s:]+\.png)\)")
+
+
+def slug(text: str) -> str:
+    """Prefect's artifact keys allow lowercase letters, digits and dashes only."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "unnamed"
+
+
+def artifact_key(config_name: str, what: str) -> str:
+    """`<config>-<flow>-<what>`, e.g. `paper-grid-accwow-report`; the flow is the running one's."""
+    return f"{slug(config_name)}-{slug(flow_run.flow_name or 'flow')}-{what}"
+
+
+def where(uri: str) -> str:
+    """A store URI as a reader can find it: an object store's URI as a link, a local path with its machine
+    (a worker's folder is not on the machine that shows the UI)."""
+    if "://" in uri and not uri.startswith("file://"):
+        return f"[{uri}]({uri})"
+    return f"`{uri.removeprefix('file://')}` on `{socket.gethostname()}`"
+
+
+def inline_images(markdown: str, store: Store, md_uri: str) -> str:
+    """The report's image links replaced by the PNGs themselves, read from beside the report in the store."""
+    folder = md_uri.rsplit("/", 1)[0]
+
+    def embed(match: re.Match) -> str:
+        data = base64.b64encode(store.read_bytes(f"{folder}/{match.group(2)}")).decode()
+        return f"![{match.group(1)}](data:image/png;base64,{data})"
+    return IMAGE_LINK.sub(embed, markdown)
+
+
+def _table(rows: list[dict]) -> list[dict]:
+    """Rows as Prefect's table artifact takes them (no NaN: JSON has none)."""
+    return [{k: (None if isinstance(v, float) and pd.isna(v) else v) for k, v in r.items()} for r in rows]
+
+
+def publish_elicitation(store: Store, uris: dict, config_name: str, confidence: float) -> None:
+    """The AccWoW report (markdown, plots inline), its table and the judge reliability table."""
+    create_markdown_artifact(key=artifact_key(config_name, "accwow-report"),
+                             markdown=inline_images(store.read_text(uris["md"]), store, uris["md"]),
+                             description=f"AccWoW report of '{config_name}': {where(uris['md'])}")
+    create_table_artifact(key=artifact_key(config_name, "accwow-table"),
+                          table=_table(report.accwow_rows(store.read_table(uris["parquet"]), confidence)),
+                          description=f"AccWoW per method and margin of '{config_name}': {where(uris['parquet'])}")
+    create_table_artifact(key=artifact_key(config_name, "judge-table"),
+                          table=_table(report.judge_rows(store.read_table(uris["judges"]).to_dict("records"))),
+                          description=f"Judge reliability of '{config_name}': {where(uris['judges'])}")
+
+
+def publish_alignment(store: Store, uris: dict, config_name: str) -> None:
+    """The alignment report (markdown, reliability diagrams inline) and its base-vs-aligned table."""
+    create_markdown_artifact(key=artifact_key(config_name, "alignment-report"),
+                             markdown=inline_images(store.read_text(uris["md"]), store, uris["md"]),
+                             description=f"Alignment report of '{config_name}': {where(uris['md'])}")
+    # Sets too small to train are rows of the markdown only: the table holds what was evaluated.
+    create_table_artifact(key=artifact_key(config_name, "alignment-table"),
+                          table=_table(report.alignment_rows(store.read_table(uris["parquet"]), [])),
+                          description=f"Base vs aligned on held-out questions of '{config_name}': "
+                                      f"{where(uris['parquet'])}")
