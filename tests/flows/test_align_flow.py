@@ -111,11 +111,28 @@ def test_alignment_report_and_held_out_evaluation(first_run):
 
 
 
+def test_the_ui_shows_the_diagrams_and_the_trainings_progress(first_run):
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+    config, state, _ = first_run
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))
+    keyed = {a.key: a for a in artifacts if a.key}
+    assert {"tiny-grid-accwow-report", "tiny-grid-alignment-report", "tiny-grid-alignment-table"} <= set(keyed)
+    pngs = state.result()["alignment"]["png"]
+    assert keyed["tiny-grid-alignment-report"].data.count("](data:image/png;base64,") == len(pngs) == 2
+    rows = json.loads(keyed["tiny-grid-alignment-table"].data)
+    assert rows and all("→" in r["accuracy (more correct)"] and "Δ" in r["accuracy (more correct)"] for r in rows)
+    trainings = [a for a in artifacts if a.type == "progress" and a.description.startswith("train · ")]
+    assert len(trainings) == 4 and all(a.data == 100 and "training steps" in a.description for a in trainings)
+
+
 def test_training_logs_its_records_and_no_bytecode(first_run):
     # `datasets` hashes the trainer's functions with dill, which disassembles them into a redirected
     # stdout; with the flow's log_prints, Prefect's print patch logged each bytecode line (~1000 a training).
     *_, records = first_run
-    training = [r.getMessage() for r in records if getattr(r, "task_run_name", "").startswith("train_grid_point")]
+    training = [r.getMessage() for r in records if getattr(r, "task_run_name", "").startswith("train · ")]
     assert any("'loss':" in m for m in training) and any("'eval_loss':" in m for m in training)
     assert not [m for m in training if "LOAD_" in m or "RETURN_VALUE" in m]
 

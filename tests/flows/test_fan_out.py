@@ -119,7 +119,7 @@ def test_grid_fans_out_over_two_workers_and_survives_a_worker_killed_mid_batch(c
                     continue
                 done = post(api, "/task_runs/filter", {"flow_runs": {"id": {"any_": [run["id"]]}},
                                                        "task_runs": {"state": {"type": {"any_": ["COMPLETED"]}}}})
-                if any(t["name"].startswith("sample_shard") for t in done):
+                if any(t["name"].startswith("sample · ") for t in done):
                     victim = run
                     break
             time.sleep(0.5)
@@ -155,7 +155,7 @@ def test_grid_fans_out_over_two_workers_and_survives_a_worker_killed_mid_batch(c
     [again] = [r for r in runs.values() if r["name"] == victim["name"] and r["id"] != victim["id"]]
     assert again["state_type"] == "COMPLETED" and by_run[again["id"]]["worker"] != name
     shard_states = [t["state_name"] for t in post(api, "/task_runs/filter", {"flow_runs": {"id": {"any_": [again["id"]]}}})
-                    if t["name"].startswith("sample_shard")]
+                    if t["name"].startswith("sample · ")]
     assert "Cached" in shard_states, shard_states
     assert not Path(f"/proc/{child}").exists()  # the killed worker's run did not live on
     # Every batch that finished wrote its manifest; each loaded its model at most once, so the grid's

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, LogFilter, LogFilterFlowRunId
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.settings import PREFECT_API_URL
 from prefect.testing.utilities import prefect_test_harness
@@ -260,6 +260,12 @@ def test_elicitation_end_to_end_on_s3(clean_run, s3):
     assert not [k for k in keys if SECRET.encode() in s3.storage.cat(k)]
     with get_client(sync_client=True) as client:
         assert not [b.name for b in client.read_block_documents(include_secrets=True) if SECRET in str(b.data)]
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))
+    # The UI's report shows its plot, read from the bucket, and links the report's object.
+    [artifact] = [a for a in artifacts if a.key == "tiny-s3-elicit-accwow-report"]
+    assert artifact.data.count("](data:image/png;base64,iVBORw0KGgo") == 1
+    assert artifact.description.endswith(f"[{uris['md']}]({uris['md']})")
 
 
 def test_rerun_in_fresh_process_with_credentials_from_a_secret_block_runs_no_model(clean_run, s3, harness,
