@@ -63,6 +63,19 @@ def publish_elicitation(store: Store, uris: dict, config_name: str, confidence: 
     create_table_artifact(key=artifact_key(config_name, "judge-table"),
                           table=_table(report.judge_rows(store.read_table(uris["judges"]).to_dict("records"))),
                           description=f"Judge reliability of '{config_name}': {where(uris['judges'])}")
+    if "leaderboard" in uris:
+        publish_leaderboard(store, uris["leaderboard"], config_name, confidence)
+
+
+def publish_leaderboard(store: Store, uris: dict, config_name: str, confidence: float) -> None:
+    """The judge leaderboard: its markdown (plot inline) and its table, as the markdown formats it."""
+    create_markdown_artifact(key=artifact_key(config_name, "judge-leaderboard-report"),
+                             markdown=inline_images(store.read_text(uris["md"]), store, uris["md"]),
+                             description=f"Judge leaderboard of '{config_name}': {where(uris['md'])}")
+    create_table_artifact(key=artifact_key(config_name, "judge-leaderboard"),
+                          table=_table(report.leaderboard_rows(store.read_table(uris["parquet"]), confidence)),
+                          description=f"Judge leaderboard of '{config_name}': evaluators and methods ranked by "
+                                      f"AccWoW over every dataset: {where(uris['parquet'])}")
 
 
 def publish_alignment(store: Store, uris: dict, config_name: str) -> None:

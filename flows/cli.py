@@ -208,13 +208,18 @@ def _run_flow(flow: str, config, temporary: bool) -> int:
     result = state.result()  # raises the flow's error
     reports = {kind: result} if kind else result
     store = Store(config.store)
+    # The judge leaderboard (`report.leaderboard`) is printed after the elicitation report, as its own.
+    shown = {}
     for kind, uris in reports.items():
         if uris:
-            print(store.read_text(uris["md"]) + "\n")
-    for kind, uris in reports.items():
-        if uris:
-            pngs = uris["png"] if isinstance(uris["png"], list) else [uris["png"]]
-            print(f"{kind} report: {uris['md']}\n  table: {uris['parquet']}\n" + "".join(f"  plot:  {p}\n" for p in pngs))
+            shown[kind] = uris
+            if "leaderboard" in uris:
+                shown["judge leaderboard"] = uris["leaderboard"]
+    for uris in shown.values():
+        print(store.read_text(uris["md"]) + "\n")
+    for kind, uris in shown.items():
+        pngs = uris["png"] if isinstance(uris["png"], list) else [uris["png"]]
+        print(f"{kind} report: {uris['md']}\n  table: {uris['parquet']}\n" + "".join(f"  plot:  {p}\n" for p in pngs))
     print(f"({time.perf_counter() - started:.1f} s)")
     return 0
 

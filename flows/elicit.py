@@ -22,7 +22,8 @@ from prefect.filesystems import RemoteFileSystem
 from flows.artifacts import publish_elicitation
 from flows.deploy import S3_SECRET_BLOCK_ENV
 from flows.units import UnitCall, Units, batches_per_model, report_loads
-from tasks.stages import UNIT_TASKS, build_report, join_samples, make_questions, method_pairs
+from tasks.stages import (UNIT_TASKS, build_leaderboard, build_report, ensemble_pairs, join_samples, make_questions,
+                          method_pairs)
 from wow_core.config import DatasetConfig, ExperimentConfig, ModelConfig, parse_config
 from wow_core.datasets import get_dataset
 from wow_core.elicit import SELF_SIGNALS
@@ -167,6 +168,13 @@ class Elicitation:
     # (tag, generator, evaluator, "pairwise" | "score_k<k>") -> judgments URI
     judgments: dict[tuple[str, str, str, str], PrefectFuture] = field(default_factory=dict)
     report: PrefectFuture | None = None
+    leaderboard: PrefectFuture | None = None  # when `report.leaderboard` is on
+
+    def result(self) -> dict:
+        """The report's URIs, and the leaderboard's under `leaderboard` when there is one (waits for both;
+        raises if an upstream task failed)."""
+        uris = self.report.result()
+        return uris if self.leaderboard is None else {**uris, "leaderboard": self.leaderboard.result()}
 
 
 def checked_config(config: ExperimentConfig | dict) -> ExperimentConfig:
@@ -198,8 +206,8 @@ def model_units(config: ExperimentConfig) -> Units:
 def submit_elicitation(config: ExperimentConfig, units: Units) -> Elicitation:
     """Submit the elicitation grid of `config`; its futures resolve as the tasks finish."""
     store = config.store
-    q_task, join_task, pairs_task, report_task = with_cache_records(
-        [make_questions, join_samples, method_pairs, build_report], store)
+    q_task, join_task, pairs_task, ensemble_task, report_task, leaderboard_task = with_cache_records(
+        [make_questions, join_samples, method_pairs, ensemble_pairs, build_report, build_leaderboard], store)
     out = Elicitation()
     for ds in config.datasets:
         out.questions[ds.tag] = q_task(ds, store)
@@ -257,9 +265,20 @@ def submit_elicitation(config: ExperimentConfig, units: Units) -> Elicitation:
                         entries.append({"dataset": ds.tag, "generator": gen, "evaluator": ev, "method": method,
                                         "pairs_uri": pairs_task.submit(method, samples_uri, uri, ds.name,
                                                                        f"{label}.{ev}", store, j.protocol)})
+            # Judge ensembles: their members' judgments of these answers, combined (no model call).
+            for ens in j.ensembles:
+                members = [out.judgments[(ds.tag, gen, m, ens.method)] for m in ens.members]
+                entries.append({"dataset": ds.tag, "generator": gen, "evaluator": ens.name,
+                                "method": ens.elicitation_method,
+                                "pairs_uri": ensemble_task.submit(ens.rule, ens.method, samples_uri, members, ds.name,
+                                                                  f"{label}.{ens.name}", store)})
     # Prefect resolves the futures nested in these lists and waits for them.
+    ensembles = {e.name: e.members for e in j.ensembles}
     out.report = report_task.submit(config.name, entries, samples, judges, config.report.margins,
-                                    config.report.confidence, store, j.protocol)
+                                    config.report.confidence, store, j.protocol, ensembles or None)
+    if config.report.leaderboard:
+        out.leaderboard = leaderboard_task.submit(config.name, entries, judges, ensembles, config.report.confidence,
+                                                  store)
     return out
 
 
@@ -269,7 +288,7 @@ def elicit(config: ExperimentConfig) -> dict:
     config = checked_config(config)
     with store_access(config.store):
         units = model_units(config)
-        uris = submit_elicitation(config, units).report.result()  # raises if an upstream task failed
+        uris = submit_elicitation(config, units).result()  # raises if an upstream task failed
         report_loads(units)
         publish_elicitation(Store(config.store), uris, config.name, config.report.confidence)
     get_run_logger().info("report: %s", uris["md"])

@@ -18,7 +18,7 @@ def grid(config: ExperimentConfig) -> dict:
         units = model_units(config)
         elicitation = submit_elicitation(config, units)
         alignment = submit_alignment(config, elicitation, units) if config.alignment else None
-        out = {"elicitation": elicitation.report.result(), "alignment": alignment.result() if alignment else None}
+        out = {"elicitation": elicitation.result(), "alignment": alignment.result() if alignment else None}
         publish_elicitation(store, out["elicitation"], config.name, config.report.confidence)
         if out["alignment"]:
             publish_alignment(store, out["alignment"], config.name)

@@ -18,7 +18,7 @@ import fsspec
 from prefect.cache_policies import CachePolicy
 from pydantic import BaseModel
 
-from wow_core import elicit, evaluate, judge, pairs, report, sample, train
+from wow_core import elicit, evaluate, judge, leaderboard, pairs, report, sample, train
 from wow_core.config import DatasetConfig, OpenAIModel, TransformersModel, VllmModel
 from wow_core.datasets import get_dataset
 from wow_core.store import content_key
@@ -30,7 +30,9 @@ STAGE_VERSIONS = {
     # Judges ask about the WoW pairs that elicit defines, so its version is part of theirs.
     "judge": f"{judge.VERSION}.{elicit.VERSION}",
     "pairs": elicit.VERSION,
+    "ensemble_pairs": elicit.VERSION,
     "report": report.VERSION,
+    "leaderboard": f"{leaderboard.VERSION}.{report.VERSION}",
     "heldout": pairs.VERSION,
     "preference_set": f"{pairs.VERSION}.{elicit.VERSION}",
     "train": train.VERSION,

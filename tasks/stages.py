@@ -12,7 +12,7 @@ from prefect import get_run_logger, task
 
 from tasks.cache import ArtifactKey, stage_key
 from tasks.progress import task_progress
-from wow_core import elicit, evaluate, judge, pairs, preference_dataset, report, sample, train
+from wow_core import elicit, evaluate, judge, leaderboard, pairs, preference_dataset, report, sample, train
 from wow_core.backends import ModelLoadError, get_backend
 from wow_core.backends.transformers_backend import resolve_model_path
 from wow_core.config import (DatasetConfig, JudgeConfig, ModelConfig, PreferenceSetConfig, SamplingConfig,
@@ -74,7 +74,9 @@ RUN_NAMES = {
     "judge_pairwise": "judge pairwise · {dataset} · {model.name}",
     "judge_score": "judge score k={k} · {dataset} · {model.name}",
     "method_pairs": "pairs · {label} · {method}",
+    "ensemble_pairs": "pairs · {label} · {method} {rule}",
     "build_report": "AccWoW report · {name}",
+    "build_leaderboard": "judge leaderboard · {name}",
     "split_heldout": "held-out split · {dataset}",
     "build_preference_set": "preference set · {label}",
     "train_grid_point": "train · {label}",
@@ -133,8 +135,9 @@ def join_samples(shard_uris: list[str], dataset: str, generator: str, store: str
 
 # The judge settings each judge task never reads: the rest of JudgeConfig is in its key and reaches it
 # whole, so a new judge setting cannot be dropped on the way (as `reasoning` once was).
-PAIRWISE_UNREAD = {"judge_config": frozenset({"methods", "score_k", "protocol"})}  # both orders asked either way
-SCORE_UNREAD = {"judge_config": frozenset({"methods", "score_k", "max_pairs_per_question"})}
+# Judge ensembles only combine judgments made: no judge reads them.
+PAIRWISE_UNREAD = {"judge_config": frozenset({"methods", "score_k", "protocol", "ensembles"})}  # both orders either way
+SCORE_UNREAD = {"judge_config": frozenset({"methods", "score_k", "max_pairs_per_question", "ensembles"})}
 
 
 @task(cache_policy=ArtifactKey(stage="judge", unread=PAIRWISE_UNREAD), tags=["model"],
@@ -180,15 +183,32 @@ def method_pairs(method: str, samples_uri: str, judgments_uri: str | None, datas
     return uri
 
 
+@task(cache_policy=ArtifactKey(stage="ensemble_pairs"),
+      task_run_name=RUN_NAMES["ensemble_pairs"], **IO_RETRIES)
+def ensemble_pairs(rule: str, method: str, samples_uri: str, judgments_uris: list[str], dataset: str, label: str,
+                   store: str) -> str:
+    """A judge ensemble's verdict on every WoW pair it can judge: its members' judgments of `method` (one
+    URI per member) combined by `rule`."""
+    key = stage_key("ensemble_pairs", locals())
+    s = Store(store)
+    uri = s.uri("pairs", f"{label}.{method}_{rule}", key, "parquet")
+    if not _done(s, uri):
+        s.write_table(uri, elicit.ensemble_pairs(rule, method, s.read_table(samples_uri),
+                                                 [s.read_table(u) for u in judgments_uris]))
+    return uri
+
+
 @task(cache_policy=ArtifactKey(stage="report"),
       task_run_name=RUN_NAMES["build_report"], **IO_RETRIES)
 def build_report(name: str, entries: list[dict], samples: list[dict], judges: list[dict], margins: list[float],
-                 confidence: float, store: str, protocol: str = "wow") -> dict:
+                 confidence: float, store: str, protocol: str = "wow",
+                 ensembles: dict[str, list[str]] | None = None) -> dict:
     """AccWoW table (Parquet), judge reliability table (Parquet), markdown and a PNG per dataset; returns
     their URIs (`png`: a list, in the entries' dataset order).
 
     `entries`: dataset, generator, evaluator, method, pairs_uri. `samples`: dataset, generator, uri.
-    `judges`: dataset, generator, evaluator, method, uri (judgments)."""
+    `judges`: dataset, generator, evaluator, method, uri (judgments). `ensembles`: judge ensemble name ->
+    members (None without ensembles: not in the key)."""
     key = stage_key("report", locals())
     s = Store(store)
     uris = {ext: s.uri("reports", name, key, ext) for ext in ("parquet", "md")}
@@ -208,7 +228,28 @@ def build_report(name: str, entries: list[dict], samples: list[dict], judges: li
         # The markdown is written last: its presence means the whole report is there.
         png_names = {ds: uri.rsplit("/", 1)[-1] for ds, uri in pngs.items()}
         s.write_text(uris["md"], report.render_markdown(name, table, sample_stats, judge_stats, png_names, confidence,
-                                                             protocol))
+                                                        protocol, ensembles))
+    return uris
+
+
+@task(cache_policy=ArtifactKey(stage="leaderboard"),
+      task_run_name=RUN_NAMES["build_leaderboard"], **IO_RETRIES)
+def build_leaderboard(name: str, entries: list[dict], judges: list[dict], ensembles: dict[str, list[str]],
+                      confidence: float, store: str) -> dict:
+    """The judge leaderboard (Parquet), its markdown and its plot (PNG); returns their URIs.
+
+    `entries` and `judges` as `build_report` takes them; `ensembles`: judge ensemble name -> members."""
+    key = stage_key("leaderboard", locals())
+    s = Store(store)
+    uris = {ext: s.uri("reports", f"{name}.leaderboard", key, ext) for ext in ("parquet", "md", "png")}
+    if not _done(s, uris["md"]):
+        table = leaderboard.leaderboard_table([{**e, "pairs": s.read_table(e["pairs_uri"])} for e in entries],
+                                              [{**j, "judgments": s.read_table(j["uri"])} for j in judges],
+                                              ensembles, confidence)
+        s.write_table(uris["parquet"], table)
+        s.write_bytes(uris["png"], report.plot_leaderboard(table, confidence))
+        # The markdown is written last: its presence means the whole leaderboard is there.
+        s.write_text(uris["md"], report.render_leaderboard(name, table, uris["png"].rsplit("/", 1)[-1], confidence))
     return uris
 
 

@@ -242,6 +242,54 @@ class SamplingConfig(_Strict):
     extraction_max_new_tokens: int = Field(24, ge=1, description="Budget of the second turn that asks for the final answer.")
 
 
+EnsembleRule = Literal["majority", "mean_score", "unanimous"]
+ENSEMBLE_RULE_METHODS = {"majority": ("pairwise",), "mean_score": ("score_k<k>",),
+                         "unanimous": ("pairwise", "score_k<k>")}
+ENSEMBLE_RULE_SUFFIXES = {"majority": "majority", "mean_score": "mean", "unanimous": "unanimous"}
+
+
+class EnsembleConfig(_Strict):
+    """A judge ensemble: its members' verdicts on the same pairs, combined by one rule into an elicitation
+    method of its own, reported beside each member's. It reuses their judgments: no model call
+    (docs/methods.md, "Judge ensembles")."""
+    name: str = Field(description=(
+        "Its name in the evaluator column of the AccWoW table, the plots and the leaderboard; not a model's. "
+        "Ensembles of the same members may share it, one row per rule and method."))
+    members: list[str] = Field(min_length=2, description="The evaluators it combines: two or more of `evaluators`.")
+    rule: EnsembleRule = Field(description=(
+        "How the members' verdicts combine.\n"
+        "majority (method pairwise): every parsed verdict of every member, both orders, is one vote; the answer "
+        "with more votes is preferred; equal votes prefer neither (a tie: not the less wrong answer).\n"
+        "mean_score (method score_k<k>): an answer's score is the mean of the members' scores of it; the higher "
+        "mean is preferred, the gap is the difference (margins apply).\n"
+        "unanimous: only the pairs on which every member chose the same answer, each in both orders (pairwise) "
+        "or by a strictly higher score (score_k<k>)."))
+    method: str = Field("pairwise", description=(
+        "The members' method it combines: pairwise, or score_k<k> with k in `judge.score_k`."))
+
+    @field_validator("members")
+    @classmethod
+    def _distinct_members(cls, members: list[str]) -> list[str]:
+        if len(set(members)) != len(members):
+            raise ValueError(f"`members` must be distinct, got {members}")
+        return members
+
+    @model_validator(mode="after")
+    def _rule_takes_method(self) -> "EnsembleConfig":
+        kind = "score_k<k>" if self.method.startswith("score_k") and self.method[7:].isdigit() else self.method
+        if kind not in ("pairwise", "score_k<k>"):
+            raise ValueError(f"`method` must be pairwise or score_k<k>, got {self.method!r}")
+        if kind not in ENSEMBLE_RULE_METHODS[self.rule]:
+            raise ValueError(f"`method`: rule {self.rule} combines {' or '.join(ENSEMBLE_RULE_METHODS[self.rule])} "
+                             f"verdicts, got {self.method!r}")
+        return self
+
+    @property
+    def elicitation_method(self) -> str:
+        """Its method in the tables: the members' method and the rule, e.g. pairwise_majority, score_k1_mean."""
+        return f"{self.method}_{ENSEMBLE_RULE_SUFFIXES[self.rule]}"
+
+
 class JudgeConfig(_Strict):
     """Which elicitation methods run and how the evaluator is asked."""
     methods: list[Method] = Field(default_factory=lambda: list(ELICITATION_METHODS), description=(
@@ -266,6 +314,11 @@ class JudgeConfig(_Strict):
         "unparsed verdict a miss, the score judge on every answer in sample order dropping a prompt with any "
         "unparsed score, top-p keeping floor(p N) pairs), to reproduce its numbers from the same samples."))
 
+    ensembles: list[EnsembleConfig] = Field(default_factory=list, description=(
+        "Judge ensembles: several evaluators' verdicts on the same pairs combined (majority, mean_score, "
+        "unanimous), each an evaluator row of its own in the report, from the members' judgments (no model "
+        "call). Default: none."))
+
     @field_validator("score_k")
     @classmethod
     def _positive_k(cls, ks: list[int]) -> list[int]:
@@ -278,6 +331,10 @@ class ReportConfig(_Strict):
     """The AccWoW report."""
     margins: list[float] = Field(default_factory=lambda: [1.0, 0.5, 0.1], description="Top-p margin filters (paper: 1.0, 0.5, 0.1).")
     confidence: float = Field(0.95, gt=0, lt=1, description="Level of the reported intervals.")
+    leaderboard: bool = Field(False, description=(
+        "Also write the judge leaderboard: every evaluator (judge ensembles and the self signals included) "
+        "and method ranked by AccWoW pooled over all datasets and generators, with its interval, position "
+        "consistency, parse rate and cost in judge calls and tokens (table, markdown, plot; no model call)."))
 
     @field_validator("margins")
     @classmethod
@@ -496,6 +553,32 @@ class ExperimentConfig(_Strict):
                 raise ValueError(f"`alignment.preference_sets.{i}`: {ps.method} needs `judge.methods` to include {needs}")
             if ps.method.startswith("score_k") and int(ps.method[7:]) not in self.judge.score_k:
                 raise ValueError(f"`alignment.preference_sets.{i}`: {ps.method} needs k={ps.method[7:]} in `judge.score_k`")
+
+    @model_validator(mode="after")
+    def _ensembles_named(self) -> "ExperimentConfig":
+        """Each judge ensemble combines evaluators' judgments that the grid makes, under a name of its own
+        (shared only by ensembles of the same members, each with another rule or method)."""
+        names = [m.name for m in self.models]
+        seen: dict[str, EnsembleConfig] = {}
+        for i, e in enumerate(self.judge.ensembles):
+            where = f"`judge.ensembles.{i}"
+            if e.name in names or e.name == "(self)":  # report.SELF: the self signals' evaluator
+                raise ValueError(f"{where}.name`: {e.name!r} is a model's name or the self signals'; give the "
+                                 "ensemble a name of its own")
+            other = seen.setdefault(e.name, e)
+            if other is not e and (set(other.members) != set(e.members) or other.elicitation_method == e.elicitation_method):
+                raise ValueError(f"{where}.name`: {e.name!r} is taken by an ensemble of other members or with the "
+                                 f"same rule and method ({other.elicitation_method}); one name may have several "
+                                 "rules, over the same members")
+            unknown = [m for m in e.members if m not in self.evaluators]
+            if unknown:
+                raise ValueError(f"{where}.members` names {unknown} that are not `evaluators` ({self.evaluators})")
+            needs = "pairwise" if e.method == "pairwise" else "score"
+            if needs not in self.judge.methods:
+                raise ValueError(f"{where}`: {e.method} verdicts need `judge.methods` to include {needs}")
+            if needs == "score" and int(e.method[7:]) not in self.judge.score_k:
+                raise ValueError(f"{where}`: {e.method} needs k={e.method[7:]} in `judge.score_k`")
+        return self
 
     @model_validator(mode="after")
     def _proxy_judges_named(self) -> "ExperimentConfig":

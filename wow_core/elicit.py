@@ -13,6 +13,9 @@ metric.py; docs/methods.md, "The paper's protocol"): length in the generator's t
 over the extracted answers only, and the unfiltered pairwise judge on one order per pair (the answer
 with the lower index shown first) with an unparsed verdict counted as a miss.
 """
+import re
+
+import numpy as np
 import pandas as pd
 
 VERSION = 1
@@ -104,8 +107,71 @@ def pairwise_pairs(pairs: pd.DataFrame, judgments: pd.DataFrame, filtered: bool,
     return rows[PAIR_COLUMNS].astype({"prefers_less_wrong": bool}).reset_index(drop=True)
 
 
+def majority_pairs(pairs: pd.DataFrame, members: list[pd.DataFrame]) -> pd.DataFrame:
+    """The majority of the members' pairwise verdicts: every parsed verdict, of either order, is one vote
+    for the answer it chose; a pair is judged when it has a vote, and preferred as the answer with more
+    votes, equal votes preferring neither. `score_i`/`score_j` are the votes; `gap` is NaN (verdicts)."""
+    votes = pd.concat([m[m["preferred"].notna()] for m in members], ignore_index=True)
+    rows = pairs.merge(votes[["question_id", "i", "j", "preferred"]], on=["question_id", "i", "j"])
+    rows["for_i"], rows["for_j"] = rows["preferred"] == rows["i"], rows["preferred"] == rows["j"]
+    out = rows.groupby(["dataset", "question_id", "i", "j", "better"], as_index=False, sort=True)[
+        ["for_i", "for_j"]].sum()
+    out["score_i"], out["score_j"] = out["for_i"].astype(float), out["for_j"].astype(float)
+    better_i = out["better"] == out["i"]
+    out["gap"] = float("nan")
+    out["prefers_less_wrong"] = ((better_i & (out["score_i"] > out["score_j"]))
+                                 | (~better_i & (out["score_j"] > out["score_i"])))
+    return out[PAIR_COLUMNS].astype({"prefers_less_wrong": bool}).reset_index(drop=True)
+
+
+def unanimous_pairwise_pairs(pairs: pd.DataFrame, members: list[pd.DataFrame]) -> pd.DataFrame:
+    """The pairs every member judged in both orders, all of its verdicts and all members choosing the same
+    answer. `score_i`/`score_j` are the votes (all for one answer); `gap` is NaN (verdicts)."""
+    out = majority_pairs(pairs, members)
+    asked = pd.concat([m[["question_id", "i", "j", "preferred"]] for m in members], ignore_index=True)
+    every = asked.groupby(["question_id", "i", "j"])["preferred"].agg(["size", "count"])
+    complete = every[(every["size"] == 2 * len(members)) & (every["count"] == every["size"])].index
+    keep = pd.MultiIndex.from_frame(out[["question_id", "i", "j"]]).isin(complete) \
+        & ((out["score_i"] == 0) | (out["score_j"] == 0))
+    return out[keep].reset_index(drop=True)
+
+
+def mean_score_pairs(pairs: pd.DataFrame, members: list[pd.DataFrame]) -> pd.DataFrame:
+    """Verdicts from each answer's mean score over the members that scored it (an unparsed score is no
+    vote; an answer none scored has none), as any score method: the higher mean, its gap the difference."""
+    scores = pd.concat([judge_scores(m) for m in members], axis=1).mean(axis=1, skipna=True)
+    return scored_pairs(pairs, scores)
+
+
+def unanimous_score_pairs(pairs: pd.DataFrame, members: list[pd.DataFrame]) -> pd.DataFrame:
+    """The pairs on which every member scored both answers and each scored the same one strictly higher;
+    `score_i`/`score_j` are the members' mean scores and `gap` their difference, as in `mean_score_pairs`."""
+    each = [scored_pairs(pairs, judge_scores(m)).set_index(["question_id", "i", "j"]) for m in members]
+    signs = pd.concat([np.sign(e["score_i"] - e["score_j"]) for e in each], axis=1, join="inner")  # pairs all scored
+    agreed = signs[(signs.iloc[:, 0] != 0) & signs.eq(signs.iloc[:, 0], axis=0).all(axis=1)].index
+    mean = mean_score_pairs(pairs, members)
+    return mean[pd.MultiIndex.from_frame(mean[["question_id", "i", "j"]]).isin(agreed)].reset_index(drop=True)
+
+
+ENSEMBLE_RULES = {("majority", "pairwise"): majority_pairs, ("unanimous", "pairwise"): unanimous_pairwise_pairs,
+                  ("mean_score", "score"): mean_score_pairs, ("unanimous", "score"): unanimous_score_pairs}
+
+
+def ensemble_pairs(rule: str, method: str, samples: pd.DataFrame, members: list[pd.DataFrame]) -> pd.DataFrame:
+    """The verdict of a judge ensemble on every WoW pair it can judge (`PAIR_COLUMNS`): the members'
+    judgments of `method` (pairwise or score_k<k>, one table per member) combined by `rule` (majority,
+    mean_score, unanimous; docs/methods.md, "Judge ensembles"). The same under either protocol."""
+    kind = "score" if re.fullmatch(r"score_k\d+", method) else method
+    if (rule, kind) not in ENSEMBLE_RULES:
+        raise ValueError(f"No ensemble rule {rule!r} for method {method!r}. Available: "
+                         + ", ".join(f"{r} of {m if m == 'pairwise' else 'score_k<k>'}" for r, m in ENSEMBLE_RULES))
+    return ENSEMBLE_RULES[rule, kind](wow_pairs(samples), members)
+
+
 SELF_SIGNALS = {"length": length_scores, "consistency": consistency_scores, "logits": logits_scores}
-VERDICT_METHODS = ("pairwise", "pairwise_filtered")  # verdicts without a score gap: no margin filter
+PAIRWISE_METHODS = ("pairwise", "pairwise_filtered")
+# Verdicts without a score gap, which have no margin filter: the pairwise judge's and its ensembles'.
+VERDICT_METHODS = (*PAIRWISE_METHODS, "pairwise_majority", "pairwise_unanimous")
 
 
 def method_pairs(method: str, samples: pd.DataFrame, judgments: pd.DataFrame | None = None,
@@ -119,9 +185,9 @@ def method_pairs(method: str, samples: pd.DataFrame, judgments: pd.DataFrame | N
         return scored_pairs(pairs, SELF_SIGNALS[method](samples, protocol))
     if judgments is None:
         raise ValueError(f"method '{method}' needs the evaluator's judgments")
-    if method in VERDICT_METHODS:
+    if method in PAIRWISE_METHODS:
         return pairwise_pairs(pairs, judgments, filtered=method == "pairwise_filtered", protocol=protocol)
-    if method.startswith("score_k"):
+    if re.fullmatch(r"score_k\d+", method):
         return scored_pairs(pairs, judge_scores(judgments))
     raise ValueError(f"Unknown elicitation method '{method}'. Available: {', '.join(SELF_SIGNALS)}, "
                      "pairwise, pairwise_filtered, score_k<k>")

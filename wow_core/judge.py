@@ -20,6 +20,13 @@ from wow_core import progress
 from wow_core.backends import Backend
 from wow_core.config import JudgeConfig
 from wow_core.elicit import wow_pairs
+from wow_core.records import Generation
+
+# What each prompt cost (`_tokens`): on every row of a pairwise table (one prompt per row); on every row
+# of a score table, the same for each answer of one prompt (`group`). Tables judged before they were
+# recorded lack them (`leaderboard.judge_cost` reads them as unknown); verdicts are the same either way,
+# so VERSION stays.
+TOKEN_COLUMNS = ["prompt_tokens", "generated_tokens"]
 
 # 2: answers are shown with their extracted conclusion; 3: canonical if asked in their own order; 4: prompts
 # without reasoning ask for the verdict alone, scores written "3.0" parse
@@ -121,33 +128,46 @@ def _ask(backend: Backend, prompts: list[str], follow_up: str, verdict_start: st
     whose reply is started with the verdict's first words (`verdict_start`, e.g. "Preferred output:"),
     so that even a small model answers in the form; the verdict is still whatever it writes next.
     Without `reasoning`, the first reply is started with those words: one short turn, no follow-up.
-    Returns (reply, follow-up reply or None, parsed verdict, 'reasoning' | 'follow_up' | 'direct') per prompt."""
+    Returns (reply, follow-up reply or None, parsed verdict, 'reasoning' | 'follow_up' | 'direct', tokens) per
+    prompt, `tokens` its `prompt_tokens` and `generated_tokens` over both turns (`_tokens`)."""
     convs = [[{"role": "user", "content": p}] for p in prompts]
     verdict_budget = 8 * len(follow_up.splitlines()) + 8
     if not reasoning:
         with progress.phase("judge prompts", len(convs)):
             direct = backend.generate([c + [{"role": "assistant", "content": verdict_start}] for c in convs],
                                       max_new_tokens=verdict_budget)
-        return [(verdict_start + g.text, None, parse(verdict_start + g.text, first=True), "direct") for g in direct]
+        return [(verdict_start + g.text, None, parse(verdict_start + g.text, first=True), "direct", _tokens([g]))
+                for g in direct]
     with progress.phase("judge prompts", len(convs)):
-        replies = [g.text for g in backend.generate(convs, max_new_tokens=max_new_tokens)]
+        firsts = backend.generate(convs, max_new_tokens=max_new_tokens)
+    replies = [g.text for g in firsts]
     parsed = [parse(r) for r in replies]
     missing = [i for i, v in enumerate(parsed) if not _complete(v)]
-    seconds: dict[int, str] = {}
+    seconds: dict[int, Generation] = {}
     if missing:
         again = [convs[i] + [{"role": "assistant", "content": replies[i]}, {"role": "user", "content": follow_up},
                              {"role": "assistant", "content": verdict_start}] for i in missing]
         with progress.phase("verdict follow-ups", len(again)):
-            for i, g in zip(missing, backend.generate(again, max_new_tokens=verdict_budget)):
-                seconds[i] = verdict_start + g.text
+            seconds = dict(zip(missing, backend.generate(again, max_new_tokens=verdict_budget)))
     results = []
     for i, reply in enumerate(replies):
         if i not in seconds:
-            results.append((reply, None, parsed[i], "reasoning"))
+            results.append((reply, None, parsed[i], "reasoning", _tokens([firsts[i]])))
         else:
-            retry = parse(seconds[i], first=True)
-            results.append((reply, seconds[i], retry, "follow_up"))
+            second = verdict_start + seconds[i].text
+            results.append((reply, second, parse(second, first=True), "follow_up", _tokens([firsts[i], seconds[i]])))
     return results
+
+
+def _tokens(turns: list[Generation]) -> dict[str, int | None]:
+    """What the judge's turns of one prompt cost: `prompt_tokens` (each turn's prompt, a follow-up's
+    re-reading the whole conversation) and `generated_tokens` (each reply's, without its end-of-sequence
+    token), summed; None where a backend did not say (an endpoint that reports no usage, or replies
+    without their tokens because it was asked for no log-probs)."""
+    prompt = [g.prompt_tokens for g in turns]
+    generated = [g.n_tokens if g.token_logprobs or not g.text else None for g in turns]
+    return {"prompt_tokens": None if None in prompt else sum(prompt),
+            "generated_tokens": None if None in generated else sum(generated)}
 
 
 def _complete(verdict) -> bool:
@@ -158,7 +178,8 @@ def pairwise_judgments(samples: pd.DataFrame, backend: Backend, config: JudgeCon
     """Ask the evaluator about every WoW pair (capped per question), in both orders.
 
     One row per (pair, order): `first`/`second` are the sample indices shown as output 1 and 2,
-    `preferred` the sample index the judge chose (None when unparsed).
+    `preferred` the sample index the judge chose (None when unparsed), and what the prompt cost
+    (`TOKEN_COLUMNS`).
     """
     pairs = wow_pairs(samples)
     if config.max_pairs_per_question is not None:
@@ -176,12 +197,13 @@ def pairwise_judgments(samples: pd.DataFrame, backend: Backend, config: JudgeCon
     results = _ask(backend, prompts, template("pairwise_verdict"), "Preferred output:", parse_pairwise_verdict,
                    config.max_new_tokens, config.reasoning)
     rows = []
-    for (ds, q, i, j, a, b), (reply, second, verdict, source) in zip(asks, results):
+    for (ds, q, i, j, a, b), (reply, second, verdict, source, tokens) in zip(asks, results):
         rows.append({"dataset": ds, "question_id": q, "i": i, "j": j, "first": a, "second": b,
                      "output": reply, "follow_up_output": second, "verdict_source": source if verdict is not None else None,
-                     "preferred": None if verdict is None else (a if verdict == 1 else b)})
+                     "preferred": None if verdict is None else (a if verdict == 1 else b), **tokens})
     return pd.DataFrame(rows, columns=["dataset", "question_id", "i", "j", "first", "second", "output",
-                                       "follow_up_output", "verdict_source", "preferred"]).astype({"preferred": "Int64"})
+                                       "follow_up_output", "verdict_source", "preferred", *TOKEN_COLUMNS]
+                        ).astype({"preferred": "Int64"} | dict.fromkeys(TOKEN_COLUMNS, "Int64"))
 
 
 def score_judgments(samples: pd.DataFrame, backend: Backend, config: JudgeConfig, k: int) -> pd.DataFrame:
@@ -189,7 +211,8 @@ def score_judgments(samples: pd.DataFrame, backend: Backend, config: JudgeConfig
     With `config.protocol == "paper"`, as the paper's code: every sampled answer of a question, correct
     ones included, k per prompt in sample order, and a prompt whose scores do not all parse gives none.
 
-    One row per answer: its group, its position in the prompt and its score (None when unparsed).
+    One row per answer: its group, its position in the prompt and its score (None when unparsed), and
+    what its group's prompt cost (`TOKEN_COLUMNS`, the same on each row of the group).
     """
     paper = config.protocol == "paper"
     if paper:
@@ -220,7 +243,7 @@ def score_judgments(samples: pd.DataFrame, backend: Backend, config: JudgeConfig
                        "Score:" if size == 1 else "Answer 1: Score:",
                        lambda text, size=size, first=False: parse_scores(text, size, first), config.max_new_tokens,
                        config.reasoning)
-        for n, (reply, second, scores, source) in zip(chosen, results):
+        for n, (reply, second, scores, source, tokens) in zip(chosen, results):
             q, g = groups[n]
             if paper and any(x is None for x in scores):
                 scores = [None] * len(scores)  # the paper's code drops the whole prompt
@@ -228,6 +251,7 @@ def score_judgments(samples: pd.DataFrame, backend: Backend, config: JudgeConfig
                 rows.append({"dataset": question.at[q, "dataset"], "question_id": q, "sample_idx": idx,
                              "group": n, "position": pos + 1, "k": k, "output": reply,
                              "follow_up_output": second, "verdict_source": source if scores[pos] is not None else None,
-                             "score": scores[pos]})
+                             "score": scores[pos], **tokens})
     return pd.DataFrame(rows, columns=["dataset", "question_id", "sample_idx", "group", "position", "k", "output",
-                                       "follow_up_output", "verdict_source", "score"]).astype({"score": "Int64"})
+                                       "follow_up_output", "verdict_source", "score", *TOKEN_COLUMNS]
+                        ).astype({"score": "Int64"} | dict.fromkeys(TOKEN_COLUMNS, "Int64"))

@@ -19,6 +19,7 @@ class Generation:
     token_ids: list[int]
     token_logprobs: list[float]
     finish_reason: str  # "stop" (end-of-sequence) or "length" (hit max_new_tokens)
+    prompt_tokens: int | None = None  # tokens of the prompt the engine read for it; None when it did not say
 
     @property
     def n_tokens(self) -> int:

@@ -166,11 +166,11 @@ def judge_rows(judges: list[dict]) -> list[dict]:
 
 
 def render_markdown(name: str, table: pd.DataFrame, samples: list[dict], judges: list[dict], png_names: dict[str, str],
-                    confidence: float, protocol: str = "wow") -> str:
+                    confidence: float, protocol: str = "wow", ensembles: dict[str, list[str]] | None = None) -> str:
     """The report as markdown. `samples`: dicts with dataset, generator and `sample_summary` fields;
     `judges`: dicts with dataset, generator, evaluator, method and `judge_summary` fields; `png_names`:
     dataset -> file name of its plot (`plot_accwow`), beside the markdown file; each is linked on its own
-    line under its dataset's heading."""
+    line under its dataset's heading; `ensembles`: judge ensemble name -> members, said under the table."""
     level = f"{confidence * 100:g} %"
     out = [f"# AccWoW report: {name}", "",
            "AccWoW = share of kept wrong-over-wrong pairs on which the method prefers the less wrong answer "
@@ -183,6 +183,12 @@ def render_markdown(name: str, table: pd.DataFrame, samples: list[dict], judges:
            + ("as the paper's reference code computes them (`judge.protocol: paper`)." if protocol == "paper"
               else "the wow way (`judge.protocol: wow`; docs/methods.md says where the paper's code differs)."), "",
            *markdown_table(accwow_rows(table, confidence))]
+    if ensembles:
+        out += ["", "Judge ensembles, evaluators of their own from their members' judgments (no model call; "
+                "*majority*: every parsed verdict of each member, both orders, is a vote, a tie prefers neither; "
+                "*mean*: the members' mean score of each answer; *unanimous*: only the pairs all members' verdicts "
+                "agree on; docs/methods.md): "
+                + "; ".join(f"**{e}** = {' + '.join(m)}" for e, m in ensembles.items()) + "."]
     out += ["", "## Samples", "", "| dataset | generator | questions | samples | extracted (conclusion / direct) "
             "| correct | wrong | WoW pairs |", "|---|---|---|---|---|---|---|---|"]
     for s in samples:
@@ -337,6 +343,89 @@ def plot_labels(datasets: list[str]) -> dict[str, str]:
         label = re.sub(r"[^A-Za-z0-9._-]+", "_", ds).strip("._") or "dataset"
         labels[ds] = label if label not in labels.values() else f"{label}.{len(labels)}"
     return labels
+
+
+def _count(x) -> str:
+    return "—" if x is None or pd.isna(x) else f"{int(x):,}"
+
+
+def leaderboard_rows(table: pd.DataFrame, confidence: float) -> list[dict]:
+    """The judge leaderboard (`leaderboard.leaderboard_table`) as the report shows it, ranked."""
+    out = []
+    for rank, r in enumerate(table.to_dict("records"), 1):
+        row = pd.Series(r)
+        evaluator = f"{r['evaluator']} ({r['members']})" if r["members"] else r["evaluator"]
+        out.append({"rank": rank, "evaluator": evaluator, "method": r["method"], "AccWoW": _fmt(r["accwow"]),
+                    f"{confidence * 100:g} % interval": _interval(row), "pairs": int(r["n_pairs"]),
+                    "questions": int(r["n_questions"]), "datasets": f"{int(r['datasets'])} of {int(r['grid_datasets'])}",
+                    "position consistency": _rate(r, "position_consistency"), "parse rate": _rate(r, "parse_rate"),
+                    "judge calls": _count(r["judge_calls"]), "prompt tokens": _count(r["prompt_tokens"]),
+                    "generated tokens": _count(r["generated_tokens"])})
+    return out
+
+
+def render_leaderboard(name: str, table: pd.DataFrame, png_name: str, confidence: float) -> str:
+    """The judge leaderboard as markdown: what it ranks, the table, and its plot (`png_name`, beside it)."""
+    level, n_datasets = f"{confidence * 100:g} %", _grid_datasets(table)
+    return "\n".join([
+        f"# Judge leaderboard: {name}", "",
+        "Every evaluator and elicitation method of the grid, ranked by AccWoW on all its pairs (margin 1.0) "
+        f"pooled over the grid's {n_datasets} dataset{'s' * (n_datasets != 1)} and every generator: the share of "
+        "its wrong-over-wrong pairs on which it prefers the less wrong answer (ties count as not preferring). "
+        f"**Random baseline: 0.500.** Interval: {level}, over the pooled pairs, resting on questions (every "
+        f"generator's answers to one question are one cluster); none on fewer than {MIN_QUESTIONS} questions. "
+        "*Position consistency*: of the pairs a pairwise judge answered in both orders, the share whose two "
+        "verdicts chose the same answer; *parse rate*: the judge's verdicts that parsed; both pooled the same "
+        "way, and empty for the self signals, which need no judge, and for judge ensembles (see their members' "
+        "rows). *Cost*: the judge calls (a follow-up turn is one more) and the prompt and generated tokens of "
+        "the judgments the method reads; an ensemble's are its members' summed, the self signals' 0 (they come "
+        "with sampling); — where a backend reported no token counts. Methods keep different pairs (filtered and "
+        "unanimous verdicts fewer): read each AccWoW with its pairs and questions (docs/methods.md, "
+        "\"Judge leaderboard\").", "",
+        *markdown_table(leaderboard_rows(table, confidence)), "",
+        f"![Judge leaderboard: AccWoW by evaluator and method, pooled over every dataset]({png_name})", ""])
+
+
+def _grid_datasets(table: pd.DataFrame) -> int:
+    return int(table["grid_datasets"].max()) if len(table) else 0
+
+
+def plot_leaderboard(table: pd.DataFrame, confidence: float | None = None) -> bytes:
+    """The leaderboard as a dot plot: a row per (evaluator, method) in rank order, top to bottom, its AccWoW
+    with its interval as whiskers (an open marker: no interval), a colour and marker per evaluator (self
+    signals: black diamonds), beside each row its pairs, questions and judge calls; chance at 0.5."""
+    evaluators = list(dict.fromkeys(table["evaluator"]))
+    style = {SELF: ("black", "D")} | {e: (f"C{n % 10}", _EVALUATOR_MARKERS[n % len(_EVALUATOR_MARKERS)])
+                                       for n, e in enumerate(x for x in evaluators if x != SELF)}
+    fig = Figure(figsize=(8.5, 1.5 + 0.28 * max(len(table), 3)), layout="constrained", dpi=110)
+    ax = fig.subplots()
+    for y, r in enumerate(table.itertuples()):
+        colour, marker = style[r.evaluator]
+        note = "no pairs" if r.n_pairs == 0 else f"{r.n_pairs} pairs · {r.n_questions} q · {_count(r.judge_calls)} calls"
+        ax.annotate(note, xy=(1, y), xycoords=ax.get_yaxis_transform(), xytext=(8, 0), textcoords="offset points",
+                    va="center", fontsize=7, color=colour, annotation_clip=False)
+        if r.accwow is None or pd.isna(r.accwow):
+            continue
+        none = r.ci_low is None or pd.isna(r.ci_low)
+        xerr = None if none else [[max(0.0, r.accwow - r.ci_low)], [max(0.0, r.ci_high - r.accwow)]]
+        ax.errorbar([r.accwow], [y], xerr=xerr, fmt=marker, color=colour, markersize=5, capsize=2, elinewidth=1.2,
+                    markerfacecolor="white" if none else colour, clip_on=False)
+    labels = [f"{r.evaluator} · {r.method}" if r.evaluator != SELF else f"self · {r.method}" for r in table.itertuples()]
+    ax.set_yticks(range(len(table)), labels, fontsize=8)
+    ax.set_ylim(max(len(table), 3) - 0.5, -0.5)
+    ax.tick_params(axis="y", length=0)
+    ax.axvline(0.5, color="grey", linestyle="--", linewidth=1)
+    ax.set_xlim(0, 1)
+    ax.set_xticks([0, 0.25, 0.5, 0.75, 1])
+    ax.grid(axis="x", color="0.93")
+    level = f"{confidence * 100:g} % interval" if confidence else "interval"
+    ax.set_xlabel(f"AccWoW on all pairs, pooled; whiskers: {level} (on questions); open marker: no interval "
+                  f"(fewer than {MIN_QUESTIONS} questions); dashed: random, 0.5", fontsize=8)
+    n_datasets = _grid_datasets(table)
+    fig.suptitle(f"Judge leaderboard: {n_datasets} dataset{'s' * (n_datasets != 1)}, every generator", fontsize=10)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    return buf.getvalue()
 
 
 ALIGNMENT_METRIC_NAMES = {"proxy_score": "proxy score", "wrong_only_proxy": "wrong-only proxy (less wrong)",

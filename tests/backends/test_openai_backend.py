@@ -144,6 +144,10 @@ def test_logprobs_are_the_models_own(server):
         forward = [logprobs[t - 1, ids[0, t]].item() for t in range(len(prompt), ids.shape[1])]
         assert reference.tokenizer.decode(g.token_ids, skip_special_tokens=True) == g.text
         assert g.mean_logprob == pytest.approx(sum(forward) / len(forward), abs=0.05)
+        # What the prompt cost, as the server's `usage` says: the prompt transformers encodes.
+        assert g.prompt_tokens == len(prompt)
+        [local] = reference.generate([conversation], max_new_tokens=4)
+        assert local.prompt_tokens == len(prompt)
 
 
 @pytest.mark.slow

@@ -238,6 +238,48 @@ def test_judges_without_reasoning_answer_in_one_started_turn():
     assert (scores.verdict_source == "direct").all()
 
 
+class CountingBackend(ScriptedBackend):
+    """Says what each call cost: 10 prompt tokens per message of the conversation, a token per word of
+    the reply; `listed` false returns replies without their tokens (an endpoint asked for no log-probs)."""
+
+    def __init__(self, judge, listed: bool = True):
+        super().__init__(judge=judge)
+        self.listed = listed
+
+    def generate(self, conversations, max_new_tokens):
+        self.calls.append(conversations)
+        out = []
+        for c in conversations:
+            text = self.judge(c)
+            words = len(text.split()) if self.listed else 0
+            out.append(Generation(text=text, token_ids=[0] * words, token_logprobs=[-0.5] * words,
+                                  finish_reason="stop", prompt_tokens=10 * len(c)))
+        return out
+
+
+def test_judgments_record_what_each_prompt_cost():
+    def judge(conv):
+        a, b = qualities(conv[0]["content"])
+        if conv[-1]["role"] == "assistant":  # the follow-up
+            return " 1" if a > b else " 2"
+        return "Both are wrong, hard to say." if {a, b} == {2, 8} else f"Preferred output: {1 if a > b else 2}"
+
+    table = pairwise_judgments(judged_samples(), CountingBackend(judge), JudgeConfig())
+    cost = dict(zip(zip(table["first"], table["second"]), zip(table.prompt_tokens, table.generated_tokens)))
+    # The pair (0, 3) in both orders: a 1-message prompt replied in 6 words, then the 4-message follow-up
+    # (question, reply, follow-up question, started verdict) replied in 1: 10 + 40 tokens read, 6 + 1 written.
+    assert cost[(0, 3)] == cost[(3, 0)] == (50, 7)
+    assert all(v == (10, 3) for k, v in cost.items() if set(k) != {0, 3})  # "Preferred output: N"
+    assert str(table.prompt_tokens.dtype) == "Int64"
+    # k = 2: one prompt per group, its counts on each of its answers' rows.
+    two = score_judgments(judged_samples(), CountingBackend(lambda c: "Answer 1: Score: 1\nAnswer 2: Score: 2"),
+                          JudgeConfig(seed=1), k=2)
+    assert two.prompt_tokens.tolist() == [10] * 4 and two.generated_tokens.tolist() == [8] * 4  # 2 lines of 4 words
+    # Replies without their tokens: the generated count is unknown, not 0.
+    unlisted = pairwise_judgments(judged_samples(), CountingBackend(judge, listed=False), JudgeConfig(reasoning=False))
+    assert unlisted.generated_tokens.isna().all() and (unlisted.prompt_tokens == 20).all()  # question + started reply
+
+
 def test_judges_see_answers_with_their_own_option_order_in_canonical_form():
     samples = judged_samples()
     # Answers 2 and 3 were asked with their own option orders: their letters are not the question's.

@@ -42,8 +42,10 @@ def test_judge_keys_hold_the_settings_each_judge_reads():
         return (stage_key("judge", inputs, PAIRWISE_UNREAD), stage_key("judge", {**inputs, "k": 5}, SCORE_UNREAD))
 
     pairwise, score = keys()
-    # Which methods run and which batch sizes the score judge has: neither judge's verdicts change.
+    # Which methods run and which batch sizes the score judge has: neither judge's verdicts change; nor
+    # do judge ensembles, which combine the judgments made.
     assert keys(methods=["pairwise", "score"], score_k=[1, 5]) == (pairwise, score)
+    assert keys(ensembles=[{"name": "e", "members": ["m", "n"], "rule": "majority"}]) == (pairwise, score)
     # The pairwise cap changes only the pairwise judge's work.
     capped = keys(max_pairs_per_question=2)
     assert capped[0] != pairwise and capped[1] == score

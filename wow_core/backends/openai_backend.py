@@ -178,7 +178,9 @@ class OpenAIBackend:
                         raise EngineDied(self._describe(f"is gone ({failure})")) from err
                 else:
                     if response.status_code < 400:
-                        return [self._generation(choice, prefill) for choice in response.json()["choices"]]
+                        reply = response.json()
+                        prompt_tokens = (reply.get("usage") or {}).get("prompt_tokens")  # one prompt for all choices
+                        return [self._generation(choice, prefill, prompt_tokens) for choice in reply["choices"]]
                     failure, status = f"HTTP {response.status_code}: {self._server_message(response)}", response.status_code
                     if status not in RETRY_STATUSES:
                         raise EndpointError(self._describe(f"refused the request ({failure})"), status)
@@ -190,7 +192,7 @@ class OpenAIBackend:
                 await asyncio.sleep(delay)
         raise EndpointError(self._describe(f"failed {self.config.max_retries + 1} times; last: {failure}"), status)
 
-    def _generation(self, choice: dict, prefill: str | None) -> Generation:
+    def _generation(self, choice: dict, prefill: str | None, prompt_tokens: int | None) -> Generation:
         text = choice["message"].get("content") or ""
         if prefill is not None and text.startswith(prefill):
             # llama.cpp's server echoes the prefilled text before its continuation, and a folded reply
@@ -209,7 +211,8 @@ class OpenAIBackend:
         else:
             ids = [t["id"] for t in tokens] if all("id" in t for t in tokens) else []
         return Generation(text=text, token_ids=ids, token_logprobs=[t["logprob"] for t in tokens],
-                          finish_reason="length" if choice.get("finish_reason") == "length" else "stop")
+                          finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
+                          prompt_tokens=prompt_tokens)
 
     def _server_message(self, response: httpx.Response) -> str:
         try:

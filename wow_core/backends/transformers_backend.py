@@ -183,12 +183,13 @@ class TransformersBackend:
             for t, step in enumerate(out.logits)], dim=1)
         eos = set(self._eos_ids())
         generations = []
-        for row, lp in zip(new.tolist(), logprobs.tolist()):
+        for row, lp, prompt in zip(new.tolist(), logprobs.tolist(), rows.tolist()):
             end = next((t for t, tok in enumerate(row) if tok in eos), None)
             keep = row if end is None else row[:end]
             generations.append(Generation(text=self.tokenizer.decode(keep, skip_special_tokens=True),
                                           token_ids=keep, token_logprobs=lp[:len(keep)],
-                                          finish_reason="length" if end is None else "stop"))
+                                          finish_reason="length" if end is None else "stop",
+                                          prompt_tokens=len(prompts[prompt])))
         self.sequences_generated += len(generations)
         return generations
 
