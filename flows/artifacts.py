@@ -52,11 +52,15 @@ def _table(rows: list[dict]) -> list[dict]:
     return [{k: (None if isinstance(v, float) and pd.isna(v) else v) for k, v in r.items()} for r in rows]
 
 
+def _publish_report(store: Store, md_uri: str, key: str, what: str) -> None:
+    """A markdown report as an artifact, its plots inline, its description saying where the file lies."""
+    create_markdown_artifact(key=key, markdown=inline_images(store.read_text(md_uri), store, md_uri),
+                             description=f"{what}: {where(md_uri)}")
+
+
 def publish_elicitation(store: Store, uris: dict, config_name: str, confidence: float) -> None:
     """The AccWoW report (markdown, plots inline), its table and the judge reliability table."""
-    create_markdown_artifact(key=artifact_key(config_name, "accwow-report"),
-                             markdown=inline_images(store.read_text(uris["md"]), store, uris["md"]),
-                             description=f"AccWoW report of '{config_name}': {where(uris['md'])}")
+    _publish_report(store, uris["md"], artifact_key(config_name, "accwow-report"), f"AccWoW report of '{config_name}'")
     create_table_artifact(key=artifact_key(config_name, "accwow-table"),
                           table=_table(report.accwow_rows(store.read_table(uris["parquet"]), confidence)),
                           description=f"AccWoW per method and margin of '{config_name}': {where(uris['parquet'])}")
@@ -69,9 +73,8 @@ def publish_elicitation(store: Store, uris: dict, config_name: str, confidence: 
 
 def publish_leaderboard(store: Store, uris: dict, config_name: str, confidence: float) -> None:
     """The judge leaderboard: its markdown (plot inline) and its table, as the markdown formats it."""
-    create_markdown_artifact(key=artifact_key(config_name, "judge-leaderboard-report"),
-                             markdown=inline_images(store.read_text(uris["md"]), store, uris["md"]),
-                             description=f"Judge leaderboard of '{config_name}': {where(uris['md'])}")
+    _publish_report(store, uris["md"], artifact_key(config_name, "judge-leaderboard-report"),
+                    f"Judge leaderboard of '{config_name}'")
     create_table_artifact(key=artifact_key(config_name, "judge-leaderboard"),
                           table=_table(report.leaderboard_rows(store.read_table(uris["parquet"]), confidence)),
                           description=f"Judge leaderboard of '{config_name}': evaluators and methods ranked by "
@@ -80,9 +83,8 @@ def publish_leaderboard(store: Store, uris: dict, config_name: str, confidence: 
 
 def publish_alignment(store: Store, uris: dict, config_name: str) -> None:
     """The alignment report (markdown, reliability diagrams inline) and its base-vs-aligned table."""
-    create_markdown_artifact(key=artifact_key(config_name, "alignment-report"),
-                             markdown=inline_images(store.read_text(uris["md"]), store, uris["md"]),
-                             description=f"Alignment report of '{config_name}': {where(uris['md'])}")
+    _publish_report(store, uris["md"], artifact_key(config_name, "alignment-report"),
+                    f"Alignment report of '{config_name}'")
     # Sets too small to train are rows of the markdown only: the table holds what was evaluated.
     create_table_artifact(key=artifact_key(config_name, "alignment-table"),
                           table=_table(report.alignment_rows(store.read_table(uris["parquet"]), [])),
