@@ -97,9 +97,7 @@ class RunProgress:
     """The grid's model-bound units done of those submitted so far, per stage, as a progress artifact of
     the flow run (its Artifacts tab): the graph draws every future task grey, this says how far it is."""
     counts: dict[str, list[int]] = field(default_factory=dict)  # stage -> [done, submitted]
-    stage_of: dict[Any, str] = field(default_factory=dict)      # task run id -> stage
     artifact: Any = None
-    _early: set = field(default_factory=set)  # runs that ended before their submission was counted
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def describe(self) -> str:
@@ -110,31 +108,25 @@ class RunProgress:
         return 100.0 * done / total if total else 0.0
 
     def submitted(self, stage: str, futures: list[PrefectFuture]) -> None:
-        from prefect.artifacts import create_progress_artifact, update_progress_artifact
+        from prefect.artifacts import create_progress_artifact
         with self._lock:
-            counts = self.counts.setdefault(stage, [0, 0])
-            counts[1] += len(futures)
-            for f in futures:
-                if f.task_run_id in self._early:
-                    self._early.discard(f.task_run_id)
-                    counts[0] += 1
-                else:
-                    self.stage_of[f.task_run_id] = stage
+            self.counts.setdefault(stage, [0, 0])[1] += len(futures)
             if self.artifact is None:
                 self.artifact = create_progress_artifact(self.percent(), description=self._text())
             else:
-                update_progress_artifact(self.artifact, self.percent(), description=self._text())
+                self._update()
+        # A future's callback runs when its task ends, in the task's thread (here at once if it has).
+        for future in futures:
+            future.add_done_callback(lambda _, stage=stage: self._finished(stage))
 
-    def finished(self, task, task_run, state) -> None:
-        """on_completion / on_failure hook of the unit tasks (runs where the task ran, in this process)."""
-        from prefect.artifacts import update_progress_artifact
+    def _finished(self, stage: str) -> None:
         with self._lock:
-            stage = self.stage_of.pop(task_run.id, None)
-            if stage is None:
-                self._early.add(task_run.id)
-                return
             self.counts[stage][0] += 1
-            update_progress_artifact(self.artifact, self.percent(), description=self._text())
+            self._update()
+
+    def _update(self) -> None:
+        from prefect.artifacts import update_progress_artifact
+        update_progress_artifact(self.artifact, self.percent(), description=self._text())
 
     def _text(self) -> str:
         return f"Model-bound units done: {self.describe()}"
@@ -148,15 +140,8 @@ class Units:
     workers: int | None = None                # batches per model and stage; None: here
     submitted: list[PrefectFuture] = field(default_factory=list)  # the batches, for the loads report
     _last_group: dict[str, list[PrefectFuture]] = field(default_factory=dict)  # per model, here
+    # A unit counts as done when its task ends (here) or its result is read back from its batch.
     progress: RunProgress = field(default_factory=RunProgress)
-
-    def __post_init__(self):
-        # A unit counts as done when its task ends (here) or its result is read back from its batch.
-        self.tasks = {name: self._counted(t) for name, t in self.tasks.items()}
-
-    def _counted(self, t):
-        return t.with_options(on_completion=[*t.on_completion_hooks, self.progress.finished],
-                              on_failure=[*t.on_failure_hooks, self.progress.finished])
 
     @property
     def batched(self) -> bool:
@@ -179,7 +164,7 @@ class Units:
                 self.config)
             self.submitted.append(batch)
             for position, i in enumerate(indices):
-                futures[i] = self._counted(unit_result).submit(batch, position)
+                futures[i] = unit_result.submit(batch, position)
         self.progress.submitted(stage, futures)
         return futures
 
