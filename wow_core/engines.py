@@ -82,7 +82,8 @@ def server_arguments(spec: EngineSpec, port: int, api_key: str, host: str) -> tu
     """The server's command-line arguments and environment for `spec`: every engine setting wow
     chooses, with the reason, lives here."""
     args = ["--model", spec.model, "--served-model-name", "wow-model", "--host", host, "--port", str(port),
-            "--api-key", api_key, "--dtype", spec.dtype, "--seed", "0",
+            # One argument: a key that starts with '-' (1 in 64 of them) would read as a flag.
+            f"--api-key={api_key}", "--dtype", spec.dtype, "--seed", "0",
             # Judge and extraction prompts of one question share their long prefix with each other
             # and with the question's samples: pre-fill it once.
             "--enable-prefix-caching",
