@@ -205,6 +205,7 @@ def report_loads(units: Units) -> dict:
     artifact of them. Returns {model_loads, engine_starts, batches}."""
     from prefect.artifacts import create_table_artifact
 
+    from flows.artifacts import artifact_key
     from wow_core import backends, engines
     logger = get_run_logger()
     if not units.batched:
@@ -220,8 +221,7 @@ def report_loads(units: Units) -> dict:
     workers = sorted({m["worker"] for m in manifests})
     logger.info("model loads: %d in %d batches on %d worker(s) %s (vLLM engine starts: %d)", out["model_loads"],
                 len(manifests), len(workers), workers, out["engine_starts"])
-    slug = "".join(c if c.isalnum() else "-" for c in units.config.name.lower())
-    create_table_artifact(key=f"{slug}-unit-batches", table=rows,
+    create_table_artifact(key=artifact_key(units.config.name, "unit-batches"), table=rows,
                           description=f"Where the model-bound batches of '{units.config.name}' ran")
     return out
 
