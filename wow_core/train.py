@@ -7,6 +7,10 @@ term); its ORPO trainer for ORPO. CPO, SimPO and ORPO need no reference model. D
 paper's (Yao et al. 2024, §3): LoRA rank 16, alpha 16 on every attention and MLP projection, lr 5e-5
 cosine, 3 epochs, beta 0.1, warmup 0.1, weight decay 1e-5; 10 % of the pairs are held out for an
 eval loss.
+
+Training may start from an adapter trained before (`init_adapter`, a later round of iterative
+alignment): that adapter is trained further, and for the DPO losses its frozen copy is the reference
+(TRL's "ref" adapter), so the round moves from the previous round's model, as in Iterative RPO.
 """
 import contextlib
 import ctypes
@@ -22,7 +26,7 @@ import pandas as pd
 import torch
 
 from wow_core import progress
-from wow_core.backends.transformers_backend import DEVICE_LOCK
+from wow_core.backends.transformers_backend import DEVICE_LOCK, local_folder
 from wow_core.config import TrainConfig
 from wow_core.engines import device_lease, release_device
 
@@ -59,9 +63,12 @@ def split_eval(pairs: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.Data
 
 
 def _trainer(model, tokenizer, config: TrainConfig, train, evaluation, out: Path, device: str):
-    from peft import LoraConfig
-    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=config.target_modules, task_type="CAUSAL_LM")
+    """The trainer of `config.loss`; a `model` that is a PeftModel already (an adapter to train further)
+    gets no new LoRA config."""
+    from peft import LoraConfig, PeftModel
+    lora = None if isinstance(model, PeftModel) else LoraConfig(
+        r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+        target_modules=config.target_modules, task_type="CAUSAL_LM")
     common = dict(
         output_dir=str(out / "checkpoints"), learning_rate=config.learning_rate, num_train_epochs=config.epochs,
         lr_scheduler_type=config.lr_scheduler, warmup_steps=config.warmup_ratio, weight_decay=config.weight_decay,
@@ -101,9 +108,11 @@ def release_freed_memory() -> None:
 
 def train_adapter(base_path: str, pairs: pd.DataFrame, config: TrainConfig, out: str | Path,
                   device: str = "cpu", dtype: str = "float32", system_prompt: str | None = None,
-                  log: Callable[[dict], None] | None = None) -> dict:
+                  log: Callable[[dict], None] | None = None, init_adapter: str | None = None) -> dict:
     """Train a LoRA adapter on `pairs` (columns prompt, chosen, rejected) and save it under `out`;
     prompts are asked after `system_prompt` when the model is configured with one, as in sampling.
+    `init_adapter` (a PEFT folder, local or an fsspec URL): train that adapter further instead of a new
+    one, against its own frozen copy as the reference (the LoRA settings of `config` are then its own).
     `log` receives each of the trainer's log records (loss, learning rate, eval loss...) as it is
     written, instead of their being printed.
 
@@ -124,7 +133,7 @@ def train_adapter(base_path: str, pairs: pd.DataFrame, config: TrainConfig, out:
             if log is not None:
                 log({"released": stopped})
         try:
-            return _train(base_path, pairs, config, Path(out), device, dtype, system_prompt, log)
+            return _train(base_path, pairs, config, Path(out), device, dtype, system_prompt, log, init_adapter)
         finally:
             # The trainer, its model copy and optimizer states are garbage now; hand their memory back
             # before the next model task, or a grid of trainings in one worker adds up its peaks.
@@ -133,13 +142,17 @@ def train_adapter(base_path: str, pairs: pd.DataFrame, config: TrainConfig, out:
 
 
 def _train(base_path: str, pairs: pd.DataFrame, config: TrainConfig, out: Path, device: str, dtype: str,
-           system_prompt: str | None, log: Callable[[dict], None] | None) -> dict:
+           system_prompt: str | None, log: Callable[[dict], None] | None, init_adapter: str | None) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainerCallback
     torch.manual_seed(config.seed)
     tokenizer = AutoTokenizer.from_pretrained(base_path)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(base_path, dtype=getattr(torch, dtype)).to(device)
+    if init_adapter is not None:
+        from peft import PeftModel
+        with local_folder(init_adapter) as folder:
+            model = PeftModel.from_pretrained(model, folder, is_trainable=True)
     longest = max(len(tokenizer.apply_chat_template(prompt_messages(p, system_prompt), add_generation_prompt=True,
                                                     tokenize=True, return_dict=False)) for p in pairs["prompt"])
     if longest >= config.max_length:
@@ -169,7 +182,7 @@ def _train(base_path: str, pairs: pd.DataFrame, config: TrainConfig, out: Path, 
     started = time.perf_counter()
     result = trainer.train()
     seconds = time.perf_counter() - started
-    trainer.model.save_pretrained(out / "adapter")
+    trainer.model.save_pretrained(out / "adapter", selected_adapters=["default"])  # not TRL's "ref" copy
     tokenizer.save_pretrained(out / "adapter")
     history = trainer.state.log_history
     eval_losses = [h["eval_loss"] for h in history if "eval_loss" in h]

@@ -168,3 +168,29 @@ def test_each_reference_free_loss_is_its_formula_on_one_batch(loss, tmp_path):
         log_odds = (chosen - rejected) - (torch.log1p(-chosen.exp()) - torch.log1p(-rejected.exp()))
         want = nll - beta * torch.nn.functional.logsigmoid(log_odds).mean()
     assert got == pytest.approx(want.item(), rel=1e-4, abs=1e-5)
+
+
+def test_training_further_starts_from_the_adapter_against_its_own_copy(tmp_path):
+    """A later round trains the previous round's adapter further: its first DPO loss is ln 2 (policy and
+    reference are the same model, the previous round's), not the loss against the base model, and only
+    the trained adapter is saved (not TRL's frozen "ref" copy)."""
+    first = tmp_path / "round1"
+    train_adapter(resolve_model_path("smollm2-135m"), PAIRS, TrainConfig(**TINY), first)
+    round1_losses = [h["loss"] for h in json.loads((first / "training_log.json").read_text())["log_history"]
+                     if "loss" in h]
+    assert round1_losses[0] == pytest.approx(0.693147, abs=1e-4)  # a new adapter starts as the base model
+    assert round1_losses[-1] < 0.6  # and moved away from it (the next round's base differs)
+    second = tmp_path / "round2"
+    train_adapter(resolve_model_path("smollm2-135m"), PAIRS, TrainConfig(**TINY), second,
+                  init_adapter=str(first / "adapter"))
+    history = json.loads((second / "training_log.json").read_text())["log_history"]
+    assert [h["loss"] for h in history if "loss" in h][0] == pytest.approx(0.693147, abs=1e-4)
+    assert not (second / "adapter" / "ref").exists()
+    before = load_file(first / "adapter" / "adapter_model.safetensors")
+    after = load_file(second / "adapter" / "adapter_model.safetensors")
+    assert before.keys() == after.keys()
+    # Trained further: every LoRA B matrix starts where round 1 left it, and moved on.
+    assert any((after[k] - before[k]).abs().sum() > 0 for k in before if "lora_B" in k)
+    # A new adapter from zero would be far from round 1's; round 2 stays closer to round 1 than to zero.
+    b = [k for k in before if "lora_B" in k]
+    assert sum((after[k] - before[k]).norm() for k in b) < sum(after[k].norm() for k in b)

@@ -4,6 +4,7 @@ Why it is fast on a small machine: each prompt is pre-filled once and its KV cac
 its samples (the paper's loop pre-fills every sample again), sequences of similar length share a
 batch, and log-probs come from the logits that generation already computed (no second forward pass).
 """
+import contextlib
 import ctypes
 import hashlib
 import importlib.util
@@ -94,19 +95,27 @@ def resolve_model_path(path: str) -> str:
     return str(folder)
 
 
+@contextlib.contextmanager
+def local_folder(url: str):
+    """A local path of the folder at `url` (a path, or an fsspec URL copied to a temporary folder)."""
+    import fsspec
+    fs, path = fsspec.core.url_to_fs(url)
+    if "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)):
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="wow-adapter-") as local:
+        fs.get(path.rstrip("/") + "/", local, recursive=True)
+        yield local
+
+
 def merged_adapter(model, adapter: str):
     """`model` with a PEFT LoRA adapter (local folder or fsspec URL) merged into its weights.
 
     Merged, generation runs at the base model's speed and gives the same output as the unmerged
     adapter."""
-    import fsspec
     from peft import PeftModel
-    fs, path = fsspec.core.url_to_fs(adapter)
-    if "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)):
-        return PeftModel.from_pretrained(model, path).merge_and_unload()
-    with tempfile.TemporaryDirectory(prefix="wow-adapter-") as local:
-        fs.get(path.rstrip("/") + "/", local, recursive=True)
-        return PeftModel.from_pretrained(model, local).merge_and_unload()
+    with local_folder(adapter) as folder:
+        return PeftModel.from_pretrained(model, folder).merge_and_unload()
 
 
 class TransformersBackend:
