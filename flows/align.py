@@ -6,20 +6,65 @@ preference set: one set, one training task per grid point, then the base model a
 sample the held-out questions with the same seeds, in-task and (with `transfer`) on the other
 datasets.
 """
+from dataclasses import dataclass
+from typing import Any
+
 from prefect import flow, get_run_logger
 from prefect.futures import PrefectFuture
 
 from flows.artifacts import publish_alignment
 from flows.elicit import (Elicitation, checked_config, model_units, proxy_judge, run_name, store_access,
                           submit_elicitation, with_cache_records)
+from flows.rounds import submit_rounds
 from flows.units import UnitCall, Units, report_loads
 from tasks.stages import build_alignment_report, build_preference_set, join_samples, split_heldout
 from wow_core.config import ExperimentConfig
 from wow_core.store import Store
 
 
-def submit_alignment(config: ExperimentConfig, elicitation: Elicitation, units: Units) -> PrefectFuture:
-    """Submit the alignment graph of `config` on top of `elicitation`; returns the report's future."""
+@dataclass
+class Alignment:
+    """What the alignment graph submitted: the report, and the iterative rounds' report when configured."""
+    report: PrefectFuture
+    rounds: PrefectFuture | None = None
+
+    def result(self) -> dict:
+        """The report's URIs, and the rounds report's under `rounds` (waits for both)."""
+        uris = self.report.result()
+        return uris if self.rounds is None else {**uris, "rounds": self.rounds.result()}
+
+
+@dataclass
+class HeldOut:
+    """Submits held-out answers: the base model's and its adapted versions', as units of the base model."""
+    config: ExperimentConfig
+    units: Units
+    splits: dict[str, dict]      # dataset tag -> split_heldout's result
+    join: Any                    # the join_samples task (with the store's cache records)
+
+    def answers(self, base: str, models: list, grouped: bool, datasets: list[str]) -> list[dict[str, PrefectFuture]]:
+        """Held-out answers of each of `models` (the base model `base` or its adapted versions) on each of
+        `datasets`, {tag: samples URI} per model; `grouped`: one model's answers after another's (an
+        adapted model is loaded after the one before is done)."""
+        by_tag, a, store = {d.tag: d for d in self.config.datasets}, self.config.alignment, self.config.store
+        calls, owners = [], []
+        for m, model in enumerate(models):
+            for tag in datasets:
+                # A proxy that needs a model is labelled by the base model's judge, the same for all.
+                split, step, judge = self.splits[tag], a.eval.shard_size, proxy_judge(self.config, by_tag[tag], base)
+                for start in range(0, split["n_heldout"], step):
+                    owners.append((m, tag))
+                    calls.append(UnitCall("sample_shard", dict(
+                        questions_uri=split["heldout_uri"], start=start, stop=min(start + step, split["n_heldout"]),
+                        dataset=by_tag[tag].name, model=model, sampling=a.eval, store=store, judge_model=judge),
+                        group=model.name if grouped else None))
+        futures = self.units.map(base, "evaluate", calls)
+        return [{tag: self.join.submit([f for f, o in zip(futures, owners) if o == (m, tag)], by_tag[tag].name,
+                                       model.name, store) for tag in datasets} for m, model in enumerate(models)]
+
+
+def submit_alignment(config: ExperimentConfig, elicitation: Elicitation, units: Units) -> Alignment:
+    """Submit the alignment graph of `config` on top of `elicitation`."""
     a, store = config.alignment, config.store
     split_t, pref_t, join_t, report_t = with_cache_records(
         [split_heldout, build_preference_set, join_samples, build_alignment_report], store)
@@ -29,36 +74,19 @@ def submit_alignment(config: ExperimentConfig, elicitation: Elicitation, units: 
     splits = {tag: split_t.submit(elicitation.questions[tag]["uri"], a.heldout_fraction, a.split_seed,
                                   by_tag[tag].name, store) for tag in evaluated_on}
     splits = {tag: f.result() for tag, f in splits.items()}
-
-    def heldout_answers(base: str, models: list, grouped: bool) -> list[dict[str, PrefectFuture]]:
-        """Held-out answers of each of `models` (the base model `base` or its adapted versions) on every
-        evaluated dataset, {tag: samples URI} per model, as units of `base`; `grouped`: one model's
-        answers after another's (an adapted model is loaded after the one before is done)."""
-        calls, owners = [], []
-        for m, model in enumerate(models):
-            for tag in evaluated_on:
-                # A proxy that needs a model is labelled by the base model's judge, the same for all.
-                split, step, judge = splits[tag], a.eval.shard_size, proxy_judge(config, by_tag[tag], base)
-                for start in range(0, split["n_heldout"], step):
-                    owners.append((m, tag))
-                    calls.append(UnitCall("sample_shard", dict(
-                        questions_uri=split["heldout_uri"], start=start, stop=min(start + step, split["n_heldout"]),
-                        dataset=by_tag[tag].name, model=model, sampling=a.eval, store=store, judge_model=judge),
-                        group=model.name if grouped else None))
-        futures = units.map(base, "evaluate", calls)
-        return [{tag: join_t.submit([f for f, o in zip(futures, owners) if o == (m, tag)], by_tag[tag].name,
-                                    model.name, store) for tag in evaluated_on} for m, model in enumerate(models)]
+    heldout = HeldOut(config, units, splits, join_t)
 
     def evaluate_adapters(name: str, mine: list[dict]) -> None:
-        for run, answers in zip(mine, heldout_answers(name, [r.pop("adapted") for r in mine], grouped=True)):
+        for run, answers in zip(mine, heldout.answers(name, [r.pop("adapted") for r in mine], True, evaluated_on)):
             run["samples"] = {run["trained_on"]: answers[run["trained_on"]],
                               **{d: u for d, u in answers.items() if d != run["trained_on"]}}
 
-    base, trainings = [], []
+    base, trainings, base_answers, psets = [], [], {}, {}
     grid = a.grid_points()
     for name in config.aligned_models():
         model = config.model(name)
-        [answers] = heldout_answers(name, [model], grouped=False)
+        [answers] = heldout.answers(name, [model], False, evaluated_on)
+        base_answers[name] = answers
         base += [{"model": name, "dataset": tag, "uri": uri} for tag, uri in answers.items()]
         sets, calls = [], []
         for tag in trained_on:
@@ -73,6 +101,7 @@ def submit_alignment(config: ExperimentConfig, elicitation: Elicitation, units: 
                 label = f"{tag}.{name}.{set_tag}"
                 pset = pref_t.submit(spec, evaluator, sources, splits[tag]["train_ids"], a.max_pairs, a.pair_seed,
                                      label, store)
+                psets[(name, tag, set_tag)] = (sources, pset)
                 for g, point in enumerate(grid):
                     sets.append((name, tag, set_tag, g, point, pset))
                     calls.append(UnitCall("train_grid_point", dict(preference=pset, model=model, train_config=point,
@@ -82,7 +111,7 @@ def submit_alignment(config: ExperimentConfig, elicitation: Elicitation, units: 
     # Each adapter is evaluated on every dataset, one adapter after another. Here: each as soon as it
     # is trained (beside the next training). On workers: a model's adapters in batches once all are
     # trained, so that a batch's adapters share one engine of the base model.
-    runs, untrained = [], []
+    runs, untrained, adapted = [], [], {}
     for name, tag, set_tag, g, point, pset, training in trainings:
         result = training.result()
         if result["uri"] is None:
@@ -90,16 +119,19 @@ def submit_alignment(config: ExperimentConfig, elicitation: Elicitation, units: 
                 untrained.append({"model": name, "preference_set": set_tag, "trained_on": tag,
                                   "n_pairs": pset.result()["n_pairs"]})
             continue
+        adapted[(name, tag, set_tag, g)] = config.model(name).model_copy(
+            update={"adapter": result["uri"], "name": f"{name}+{set_tag}+g{g}"})
         runs.append({"model": name, "preference_set": set_tag, "trained_on": tag, "grid_point": g,
                      "train": {k: getattr(point, k) for k in a.grid}, "n_pairs": pset.result()["n_pairs"],
-                     "summary": result["summary"],
-                     "adapted": config.model(name).model_copy(update={"adapter": result["uri"],
-                                                                      "name": f"{name}+{set_tag}+g{g}"})})
+                     "summary": result["summary"], "adapted": adapted[(name, tag, set_tag, g)]})
         if not units.batched:
             evaluate_adapters(name, runs[-1:])
     for name in config.aligned_models() if units.batched else []:
         evaluate_adapters(name, [r for r in runs if r["model"] == name])
-    return report_t.submit(config.name, base, runs, untrained, a.split_seed, a.bootstrap, a.selection, store)
+    out = Alignment(report_t.submit(config.name, base, runs, untrained, a.split_seed, a.bootstrap, a.selection, store))
+    if a.rounds is not None:
+        out.rounds = submit_rounds(config, elicitation, units, heldout, base_answers, psets, runs, adapted)
+    return out
 
 
 @flow(name="align", flow_run_name=run_name("align"), validate_parameters=False, log_prints=True)

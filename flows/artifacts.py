@@ -12,7 +12,7 @@ import pandas as pd
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
-from wow_core import report
+from wow_core import budget, report
 from wow_core.store import Store
 
 # An image link of a report file: `![alt](name.png)`, the name relative to the report's folder.
@@ -69,6 +69,18 @@ def publish_elicitation(store: Store, uris: dict, config_name: str, confidence: 
                           description=f"Judge reliability of '{config_name}': {where(uris['judges'])}")
     if "leaderboard" in uris:
         publish_leaderboard(store, uris["leaderboard"], config_name, confidence)
+    if "budget" in uris:
+        publish_budget(store, uris["budget"], config_name)
+
+
+def publish_budget(store: Store, uris: dict, config_name: str) -> None:
+    """Budget-aware judging: its markdown (the curves inline) and its table."""
+    _publish_report(store, uris["md"], artifact_key(config_name, "judge-budget-report"),
+                    f"Budget-aware judging of '{config_name}'")
+    create_table_artifact(key=artifact_key(config_name, "judge-budget"),
+                          table=_table(budget.budget_rows_shown(store.read_table(uris["parquet"]))),
+                          description=f"AccWoW and preference-set size against judge calls, per pick, of "
+                                      f"'{config_name}': {where(uris['parquet'])}")
 
 
 def publish_leaderboard(store: Store, uris: dict, config_name: str, confidence: float) -> None:
@@ -82,11 +94,27 @@ def publish_leaderboard(store: Store, uris: dict, config_name: str, confidence: 
 
 
 def publish_alignment(store: Store, uris: dict, config_name: str) -> None:
-    """The alignment report (markdown, reliability diagrams inline) and its base-vs-aligned table."""
+    """The alignment report (markdown, reliability diagrams inline) and its base-vs-aligned table; the
+    iterative rounds' report and table when there are rounds."""
     _publish_report(store, uris["md"], artifact_key(config_name, "alignment-report"),
                     f"Alignment report of '{config_name}'")
     # Sets too small to train are rows of the markdown only: the table holds what was evaluated.
     create_table_artifact(key=artifact_key(config_name, "alignment-table"),
                           table=_table(report.alignment_rows(store.read_table(uris["parquet"]), [])),
                           description=f"Base vs aligned on held-out questions of '{config_name}': "
+                                      f"{where(uris['parquet'])}")
+    if "rounds" in uris:
+        publish_rounds(store, uris["rounds"], config_name)
+
+
+def publish_rounds(store: Store, uris: dict, config_name: str) -> None:
+    """The iterative-alignment report (its plot inline) and a table of its rounds."""
+    _publish_report(store, uris["md"], artifact_key(config_name, "rounds-report"),
+                    f"Iterative alignment of '{config_name}'")
+    table = store.read_table(uris["parquet"])
+    rows = [{"model": m, "dataset": d, "preference set": p, "init": i, **row}
+            for (m, d, p, i), part in table.groupby(["model", "dataset", "preference_set", "init"], sort=False)
+            for row in report.rounds_rows(part, line_break=" ")]
+    create_table_artifact(key=artifact_key(config_name, "rounds-table"), table=_table(rows),
+                          description=f"Metrics per round of '{config_name}' on held-out questions: "
                                       f"{where(uris['parquet'])}")

@@ -184,6 +184,10 @@ def _run_here(flow: str, config) -> int:
     return _run_flow(flow, config, temporary=False)
 
 
+COMPANION_REPORTS = {"leaderboard": "judge leaderboard", "budget": "budget-aware judging",
+                     "rounds": "iterative alignment"}
+
+
 def _run_flow(flow: str, config, temporary: bool) -> int:
     from wow_core.store import Store
     started = time.perf_counter()
@@ -208,13 +212,12 @@ def _run_flow(flow: str, config, temporary: bool) -> int:
     result = state.result()  # raises the flow's error
     reports = {kind: result} if kind else result
     store = Store(config.store)
-    # The judge leaderboard (`report.leaderboard`) is printed after the elicitation report, as its own.
+    # A report's companions (the judge leaderboard, budget-aware judging, iterative rounds) follow it.
     shown = {}
     for kind, uris in reports.items():
         if uris:
             shown[kind] = uris
-            if "leaderboard" in uris:
-                shown["judge leaderboard"] = uris["leaderboard"]
+            shown |= {title: uris[key] for key, title in COMPANION_REPORTS.items() if key in uris}
     for uris in shown.values():
         print(store.read_text(uris["md"]) + "\n")
     for kind, uris in shown.items():

@@ -22,8 +22,8 @@ from prefect.filesystems import RemoteFileSystem
 from flows.artifacts import publish_elicitation
 from flows.deploy import S3_SECRET_BLOCK_ENV
 from flows.units import UnitCall, Units, batches_per_model, report_loads
-from tasks.stages import (UNIT_TASKS, build_leaderboard, build_report, ensemble_pairs, join_samples, make_questions,
-                          method_pairs)
+from tasks.stages import (UNIT_TASKS, build_budget_report, build_leaderboard, build_report, ensemble_pairs,
+                          join_samples, make_questions, method_pairs)
 from wow_core.config import DatasetConfig, ExperimentConfig, ModelConfig, parse_config
 from wow_core.datasets import get_dataset
 from wow_core.elicit import SELF_SIGNALS
@@ -169,12 +169,14 @@ class Elicitation:
     judgments: dict[tuple[str, str, str, str], PrefectFuture] = field(default_factory=dict)
     report: PrefectFuture | None = None
     leaderboard: PrefectFuture | None = None  # when `report.leaderboard` is on
+    budget: PrefectFuture | None = None       # when `judge.budget` is set
 
     def result(self) -> dict:
-        """The report's URIs, and the leaderboard's under `leaderboard` when there is one (waits for both;
-        raises if an upstream task failed)."""
+        """The report's URIs, with the leaderboard's under `leaderboard` and the budget report's under
+        `budget` when there are (waits for all; raises if an upstream task failed)."""
         uris = self.report.result()
-        return uris if self.leaderboard is None else {**uris, "leaderboard": self.leaderboard.result()}
+        companions = {"leaderboard": self.leaderboard, "budget": self.budget}
+        return {**uris, **{k: f.result() for k, f in companions.items() if f is not None}}
 
 
 def checked_config(config: ExperimentConfig | dict) -> ExperimentConfig:
@@ -206,8 +208,9 @@ def model_units(config: ExperimentConfig) -> Units:
 def submit_elicitation(config: ExperimentConfig, units: Units) -> Elicitation:
     """Submit the elicitation grid of `config`; its futures resolve as the tasks finish."""
     store = config.store
-    q_task, join_task, pairs_task, ensemble_task, report_task, leaderboard_task = with_cache_records(
-        [make_questions, join_samples, method_pairs, ensemble_pairs, build_report, build_leaderboard], store)
+    q_task, join_task, pairs_task, ensemble_task, report_task, leaderboard_task, budget_task = with_cache_records(
+        [make_questions, join_samples, method_pairs, ensemble_pairs, build_report, build_leaderboard,
+         build_budget_report], store)
     out = Elicitation()
     for ds in config.datasets:
         out.questions[ds.tag] = q_task(ds, store)
@@ -246,6 +249,26 @@ def submit_elicitation(config: ExperimentConfig, units: Units) -> Elicitation:
                                  else UnitCall("judge_score", {**base, "k": int(judge_method[7:])}))
         out.judgments.update(zip(keys, units.map(ev, "judge", calls)))
 
+    # Budget-aware judging: each pick's pairs at the largest budget, as the evaluator's units too.
+    budget_entries = []
+    if j.budget is not None:
+        b = j.budget
+        for ev in b.evaluators or config.evaluators:
+            cells, calls = [], []
+            for ds in [d for d in config.datasets if b.datasets is None or d.tag in b.datasets]:
+                for gen in config.generators:
+                    cell = {"dataset": ds.tag, "generator": gen, "evaluator": ev, "seed": b.seed,
+                            "samples_uri": out.samples[(ds.tag, gen)]}
+                    for pick in b.picks:
+                        cells.append({**cell, "pick": pick})
+                        calls.append(UnitCall("judge_budget", dict(
+                            samples_uri=out.samples[(ds.tag, gen)], dataset=ds.name, model=config.model(ev),
+                            judge_config=j, pick=pick, calls=max(b.calls), seed=b.seed, store=store)))
+                    if (ds.tag, gen, ev, "pairwise") in out.judgments:  # where the curve is heading
+                        budget_entries.append({**cell, "pick": "all pairs",
+                                               "judgments_uri": out.judgments[(ds.tag, gen, ev, "pairwise")]})
+            budget_entries += [{**c, "judgments_uri": f} for c, f in zip(cells, units.map(ev, "judge", calls))]
+
     # Every method's verdicts on the WoW pairs, then the report.
     entries, samples, judges = [], [], []
     for ds in config.datasets:
@@ -279,6 +302,8 @@ def submit_elicitation(config: ExperimentConfig, units: Units) -> Elicitation:
     if config.report.leaderboard:
         out.leaderboard = leaderboard_task.submit(config.name, entries, judges, ensembles, config.report.confidence,
                                                   store)
+    if budget_entries:
+        out.budget = budget_task.submit(config.name, budget_entries, j.budget.calls, config.report.confidence, store)
     return out
 
 

@@ -49,7 +49,7 @@ class UnitCall:
 
 
 class Unit(BaseModel):
-    task: str = Field(description="The task: sample_shard, judge_pairwise, judge_score or train_grid_point.")
+    task: str = Field(description="The task: sample_shard, judge_pairwise, judge_score, judge_budget or train_grid_point.")
     arguments: dict[str, Any] = Field(description="Its arguments, as JSON.")
     group: str | None = None
 

@@ -18,7 +18,7 @@ import fsspec
 from prefect.cache_policies import CachePolicy
 from pydantic import BaseModel
 
-from wow_core import elicit, evaluate, judge, leaderboard, pairs, report, sample, train
+from wow_core import budget, elicit, evaluate, judge, leaderboard, pairs, report, sample, train
 from wow_core.config import DatasetConfig, OpenAIModel, TransformersModel, VllmModel
 from wow_core.datasets import get_dataset
 from wow_core.store import content_key
@@ -29,14 +29,18 @@ STAGE_VERSIONS = {
     "samples": 1,
     # Judges ask about the WoW pairs that elicit defines, so its version is part of theirs.
     "judge": f"{judge.VERSION}.{elicit.VERSION}",
+    "judge_budget": f"{judge.VERSION}.{elicit.VERSION}.{budget.VERSION}",
+    "budget_report": f"{budget.VERSION}.{leaderboard.VERSION}",
     "pairs": elicit.VERSION,
     "ensemble_pairs": elicit.VERSION,
     "report": report.VERSION,
     "leaderboard": f"{leaderboard.VERSION}.{report.VERSION}",
     "heldout": pairs.VERSION,
+    "train_questions": pairs.VERSION,
     "preference_set": f"{pairs.VERSION}.{elicit.VERSION}",
     "train": train.VERSION,
     "alignment_report": f"{report.VERSION}.{evaluate.VERSION}",
+    "rounds_report": f"{report.VERSION}.{evaluate.VERSION}",
 }
 NOT_IN_KEY = {TransformersModel: frozenset({"name"}), VllmModel: frozenset({"name", "max_concurrency"}),
               OpenAIModel: frozenset({"name", "api_key_env", "max_concurrency", "request_timeout", "max_retries",
@@ -71,7 +75,7 @@ def stage_key(stage: str, inputs: dict[str, Any], unread: dict[str, frozenset[st
             parts["file_sha256"] = _file_sha256(cfg.path)
     elif isinstance(inputs.get("dataset"), str):
         parts["dataset_version"] = get_dataset(inputs["dataset"]).VERSION
-    if stage == "judge":
+    if stage in ("judge", "judge_budget"):
         parts["templates"] = judge.templates_version()
     return content_key(stage, version=STAGE_VERSIONS[stage], **parts)
 

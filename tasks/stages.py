@@ -12,7 +12,7 @@ from prefect import get_run_logger, task
 
 from tasks.cache import ArtifactKey, stage_key
 from tasks.progress import task_progress
-from wow_core import elicit, evaluate, judge, leaderboard, pairs, preference_dataset, report, sample, train
+from wow_core import budget, elicit, evaluate, judge, leaderboard, pairs, preference_dataset, report, sample, train
 from wow_core.backends import ModelLoadError, get_backend
 from wow_core.backends.transformers_backend import resolve_model_path
 from wow_core.config import (DatasetConfig, JudgeConfig, ModelConfig, PreferenceSetConfig, SamplingConfig,
@@ -73,14 +73,18 @@ RUN_NAMES = {
     "join_samples": "join samples · {dataset} · {generator}",
     "judge_pairwise": "judge pairwise · {dataset} · {model.name}",
     "judge_score": "judge score k={k} · {dataset} · {model.name}",
+    "judge_budget": "judge budget · {dataset} · {model.name} · {pick} · {calls} calls",
     "method_pairs": "pairs · {label} · {method}",
     "ensemble_pairs": "pairs · {label} · {method} {rule}",
     "build_report": "AccWoW report · {name}",
     "build_leaderboard": "judge leaderboard · {name}",
+    "build_budget_report": "budget report · {name}",
     "split_heldout": "held-out split · {dataset}",
+    "training_questions": "training questions · {dataset}",
     "build_preference_set": "preference set · {label}",
     "train_grid_point": "train · {label}",
     "build_alignment_report": "alignment report · {name}",
+    "build_rounds_report": "rounds report · {name}",
 }
 
 
@@ -136,8 +140,10 @@ def join_samples(shard_uris: list[str], dataset: str, generator: str, store: str
 # The judge settings each judge task never reads: the rest of JudgeConfig is in its key and reaches it
 # whole, so a new judge setting cannot be dropped on the way (as `reasoning` once was).
 # Judge ensembles only combine judgments made: no judge reads them.
-PAIRWISE_UNREAD = {"judge_config": frozenset({"methods", "score_k", "protocol", "ensembles"})}  # both orders either way
-SCORE_UNREAD = {"judge_config": frozenset({"methods", "score_k", "max_pairs_per_question", "ensembles"})}
+PAIRWISE_UNREAD = {"judge_config": frozenset({"methods", "score_k", "protocol", "ensembles", "budget"})}  # both orders either way
+SCORE_UNREAD = {"judge_config": frozenset({"methods", "score_k", "max_pairs_per_question", "ensembles", "budget"})}
+# A budget's judge asks about the pairs its pick chose: no cap or cap seed of the full judge applies.
+BUDGET_UNREAD = {"judge_config": PAIRWISE_UNREAD["judge_config"] | {"max_pairs_per_question", "seed"}}
 
 
 @task(cache_policy=ArtifactKey(stage="judge", unread=PAIRWISE_UNREAD), tags=["model"],
@@ -150,6 +156,24 @@ def judge_pairwise(samples_uri: str, dataset: str, model: ModelConfig, judge_con
     if not _done(s, uri):
         with task_progress():
             table = judge.pairwise_judgments(s.read_table(samples_uri), get_backend(model), judge_config)
+        s.write_table(uri, table)
+    return uri
+
+
+@task(cache_policy=ArtifactKey(stage="judge_budget", unread=BUDGET_UNREAD), tags=["model"],
+      task_run_name=RUN_NAMES["judge_budget"], **IO_RETRIES)
+def judge_budget(samples_uri: str, dataset: str, model: ModelConfig, judge_config: JudgeConfig, pick: str,
+                 calls: int, seed: int, store: str) -> str:
+    """The evaluator's pairwise verdicts, both orders, on the first `calls` // 2 WoW pairs of `pick`'s
+    ranking (`budget.ranked_pairs`): the largest budget of a curve, whose smaller budgets are its start."""
+    key = stage_key("judge_budget", locals(), BUDGET_UNREAD)
+    s = Store(store)
+    uri = s.uri("judgments", f"{dataset}.{model.name}.budget-{pick}-{calls}", key, "parquet")
+    if not _done(s, uri):
+        samples = s.read_table(samples_uri)
+        asked = budget.pairs_within(budget.ranked_pairs(samples, pick, seed), calls)
+        with task_progress():
+            table = judge.pairwise_judgments(samples, get_backend(model), judge_config, pairs=asked)
         s.write_table(uri, table)
     return uri
 
@@ -253,6 +277,28 @@ def build_leaderboard(name: str, entries: list[dict], judges: list[dict], ensemb
     return uris
 
 
+@task(cache_policy=ArtifactKey(stage="budget_report"),
+      task_run_name=RUN_NAMES["build_budget_report"], **IO_RETRIES)
+def build_budget_report(name: str, entries: list[dict], budgets: list[int], confidence: float, store: str) -> dict:
+    """Budget-aware judging: AccWoW and preference-set size against judge calls, per pick (Parquet,
+    markdown, PNG); returns their URIs.
+
+    `entries`: dataset, generator, evaluator, pick ("all pairs" for the full judge's judgments), seed,
+    samples_uri, judgments_uri."""
+    key = stage_key("budget_report", locals())
+    s = Store(store)
+    uris = {ext: s.uri("reports", f"{name}.budget", key, ext) for ext in ("parquet", "md", "png")}
+    if not _done(s, uris["md"]):
+        table = budget.budget_table([{**e, "samples": s.read_table(e["samples_uri"]),
+                                      "judgments": s.read_table(e["judgments_uri"])} for e in entries],
+                                    budgets, confidence)
+        s.write_table(uris["parquet"], table)
+        s.write_bytes(uris["png"], budget.plot_budget(table, confidence))
+        # The markdown is written last: its presence means the whole report is there.
+        s.write_text(uris["md"], budget.render_budget(name, table, uris["png"].rsplit("/", 1)[-1], confidence))
+    return uris
+
+
 @task(cache_policy=ArtifactKey(stage="heldout"),
       task_run_name=RUN_NAMES["split_heldout"], **IO_RETRIES)
 def split_heldout(questions_uri: str, heldout_fraction: float, split_seed: int, dataset: str, store: str) -> dict:
@@ -268,6 +314,20 @@ def split_heldout(questions_uri: str, heldout_fraction: float, split_seed: int, 
     if not _done(s, uri):
         s.write_table(uri, questions[questions["question_id"].isin(heldout_ids)].reset_index(drop=True))
     return {"train_ids": train_ids, "heldout_uri": uri, "n_heldout": len(heldout_ids)}
+
+
+@task(cache_policy=ArtifactKey(stage="train_questions"),
+      task_run_name=RUN_NAMES["training_questions"], **IO_RETRIES)
+def training_questions(questions_uri: str, train_ids: list[str], dataset: str, store: str) -> dict:
+    """The training questions of a dataset (those outside its held-out split) as a question table, for
+    a later round of iterative alignment to sample: {uri, n}."""
+    key = stage_key("train_questions", locals())
+    s = Store(store)
+    uri = s.uri("questions/train", dataset, key, "parquet")
+    if not _done(s, uri):
+        questions = s.read_table(questions_uri)
+        s.write_table(uri, questions[questions["question_id"].isin(train_ids)].reset_index(drop=True))
+    return {"uri": uri, "n": len(train_ids)}
 
 
 @task(cache_policy=ArtifactKey(stage="preference_set"),
@@ -320,7 +380,8 @@ def build_preference_set(spec: PreferenceSetConfig, evaluator: str | None, sourc
       task_run_name=RUN_NAMES["train_grid_point"], **IO_RETRIES)
 def train_grid_point(preference: dict, model: ModelConfig, train_config: TrainConfig, label: str,
                      store: str) -> dict:
-    """A LoRA adapter trained on one preference set ({uri, n_pairs}) with one grid point's settings.
+    """A LoRA adapter trained on one preference set ({uri, n_pairs}) with one grid point's settings; a
+    `model` with an `adapter` (a later round of iterative alignment) has that adapter trained further.
 
     Returns {uri (the PEFT folder in the store, or None when the set has fewer than 2 pairs), summary}."""
     key = stage_key("train", locals())
@@ -337,7 +398,8 @@ def train_grid_point(preference: dict, model: ModelConfig, train_config: TrainCo
             with task_progress():
                 train.train_adapter(resolve_model_path(model.path), table, train_config, work, model.device,
                                     model.dtype, model.system_prompt,
-                                    log=lambda record: logger.info("%s: %s", label, record))
+                                    log=lambda record: logger.info("%s: %s", label, record),
+                                    init_adapter=model.adapter)
             shutil.rmtree(Path(work) / "checkpoints", ignore_errors=True)
             for name in ("training_log.json", "train_config.json"):
                 shutil.copy(Path(work) / name, Path(work) / "adapter" / name)
@@ -391,4 +453,32 @@ def build_alignment_report(name: str, base: list[dict], runs: list[dict], untrai
 
 
 # The model-bound tasks, which a grid may run as units on workers (flows/units.py).
-UNIT_TASKS = {t.name: t for t in (sample_shard, judge_pairwise, judge_score, train_grid_point)}
+UNIT_TASKS = {t.name: t for t in (sample_shard, judge_pairwise, judge_score, judge_budget, train_grid_point)}
+
+
+@task(cache_policy=ArtifactKey(stage="rounds_report"),
+      task_run_name=RUN_NAMES["build_rounds_report"], **IO_RETRIES)
+def build_rounds_report(name: str, chains: list[dict], stopped: list[dict], seed: int, n_resamples: int,
+                        confidence: float, store: str) -> dict:
+    """The iterative-alignment report: table (Parquet), markdown and plot (PNG); returns their URIs.
+
+    `chains`: model, dataset, preference_set, init, base (held-out answers URI) and rounds ({round, n_pairs,
+    samples URI} in order); `stopped`: chains that ended early (model, dataset, preference_set, round, reason)."""
+    key = stage_key("rounds_report", locals())
+    s = Store(store)
+    uris = {ext: s.uri("reports", f"{name}.rounds", key, ext) for ext in ("parquet", "md", "png")}
+    if not _done(s, uris["md"]):
+        tables = []
+        for c in chains:
+            rounds = [{**r, "samples": s.read_table(r["samples"])} for r in c["rounds"]]
+            table = evaluate.rounds_table(s.read_table(c["base"]), rounds, seed, n_resamples, confidence)
+            for n, column in enumerate(("model", "dataset", "preference_set", "init")):
+                table.insert(n, column, c[column])
+            tables.append(table)
+        table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=evaluate.ROUNDS_COLUMNS)
+        s.write_table(uris["parquet"], table)
+        s.write_bytes(uris["png"], report.plot_rounds(table, confidence))
+        # The markdown is written last: its presence means the whole report is there.
+        s.write_text(uris["md"], report.render_rounds_markdown(name, table, stopped, uris["png"].rsplit("/", 1)[-1],
+                                                               confidence))
+    return uris

@@ -290,6 +290,44 @@ class EnsembleConfig(_Strict):
         return f"{self.method}_{ENSEMBLE_RULE_SUFFIXES[self.rule]}"
 
 
+Pick = Literal["random", "disagreement", "smallest_gap"]
+
+
+class BudgetConfig(_Strict):
+    """Budget-aware judging: a judge-call budget per dataset and generator, spent on the pairs a pick
+    rule chooses, reported as AccWoW and preference-set size against judge calls spent, beside random
+    picks at the same budget (wow_core/budget.py; docs/methods.md, "Budget-aware judging")."""
+    calls: list[int] = Field(description=(
+        "Judge-call budgets to report, per dataset, generator and evaluator; a pair costs 2 calls (both "
+        "orders). The pairs of the largest are judged once; each smaller budget is the start of the same "
+        "ranking, so the curve costs what its largest budget costs."))
+    picks: list[Pick] = Field(default_factory=lambda: ["random", "disagreement", "smallest_gap"], description=(
+        "Which pairs a budget asks about; random (the baseline) is always one of them.\n"
+        "random: a seeded draw of the WoW pairs.\n"
+        "disagreement: first the pairs on which consistency and logits do not prefer the same answer, "
+        "then the rest; within each, smallest logits gap first.\n"
+        "smallest_gap: the pairs whose two answers' mean token log-probs are closest first (the generator "
+        "is least sure which is better)."))
+    datasets: list[str] | None = Field(None, description="Dataset tags to run it on (default: all).")
+    evaluators: list[str] | None = Field(None, description=(
+        "Evaluators whose calls are budgeted (default: all; e.g. only the costly API judge)."))
+    seed: int = Field(0, description="Seed of the random draw (also the tie-break of the other picks).")
+
+    @field_validator("calls")
+    @classmethod
+    def _whole_pairs(cls, calls: list[int]) -> list[int]:
+        if not calls or any(c < 2 for c in calls):
+            raise ValueError(f"every budget must be at least 2 calls (one pair in both orders), got {calls}")
+        return sorted(set(calls))
+
+    @field_validator("picks")
+    @classmethod
+    def _random_baseline(cls, picks: list[str]) -> list[str]:
+        if "random" not in picks:
+            raise ValueError(f"`picks` must include 'random', the baseline each pick is compared with, got {picks}")
+        return list(dict.fromkeys(picks))
+
+
 class JudgeConfig(_Strict):
     """Which elicitation methods run and how the evaluator is asked."""
     methods: list[Method] = Field(default_factory=lambda: list(ELICITATION_METHODS), description=(
@@ -318,6 +356,9 @@ class JudgeConfig(_Strict):
         "Judge ensembles: several evaluators' verdicts on the same pairs combined (majority, mean_score, "
         "unanimous), each an evaluator row of its own in the report, from the members' judgments (no model "
         "call). Default: none."))
+    budget: BudgetConfig | None = Field(None, description=(
+        "Budget-aware judging beside the full grid: the pairwise judge asked only about the pairs a "
+        "budget's pick rule chooses, at each budget (null: none)."))
 
     @field_validator("score_k")
     @classmethod
@@ -420,6 +461,23 @@ class PreferenceSetConfig(_Strict):
         return name + (f".{evaluator}" if self.judged else "")
 
 
+class RoundsConfig(_Strict):
+    """Iterative wrong-over-wrong alignment (in the spirit of Iterative RPO, arXiv 2404.19733): round 1 is
+    the alignment's own adapter of one preference set; round r samples the training questions with round
+    r-1's model, builds the set again from those answers (same method, margin and judge) and trains the
+    next adapter. Every round is evaluated on the same held-out questions (docs/methods.md, "Rounds")."""
+    n: int = Field(2, ge=2, le=20, description=(
+        "Rounds in all, round 1 included. A rerun with a larger n runs only the rounds added (each round "
+        "is cached like any stage)."))
+    preference_set: int = Field(0, ge=0, description=(
+        "Index in `preference_sets` of the set the rounds rebuild from each round's answers; it must be "
+        "built from the aligned model's own answers (source: self)."))
+    init: Literal["continue", "base"] = Field("continue", description=(
+        "continue (Iterative RPO): round r trains round r-1's adapter further on round r's pairs, against "
+        "round r-1's model as the DPO reference. base: round r trains a new adapter of the base model on "
+        "the pairs of rounds 1 to r together (capped at `max_pairs`), against the base model."))
+
+
 class AlignmentConfig(_Strict):
     """Preference sets -> LoRA training grid -> evaluation on held-out questions (paper §3)."""
     models: list[str] | None = Field(None, description="Generators to align (default: the first generator).")
@@ -443,6 +501,10 @@ class AlignmentConfig(_Strict):
         "reference code's analysis.py): the best proxy score on one half of the held-out questions, "
         "reported on the other half."))
     bootstrap: int = Field(1000, ge=100, description="Bootstrap resamples (over questions) for the delta intervals.")
+    rounds: RoundsConfig | None = Field(None, description=(
+        "Iterative alignment of one preference set over several rounds, each sampling from the model the "
+        "round before trained (null: one round, the paper's). Rounds train with the settings of the grid "
+        "point the set's first round selected by eval loss."))
 
     @field_validator("grid")
     @classmethod
@@ -462,6 +524,20 @@ class AlignmentConfig(_Strict):
         except ValidationError as err:
             e = err.errors()[0]
             raise ValueError(f"grid value for `{'.'.join(map(str, e['loc']))}`: {e['msg']} (got {e['input']!r})") from None
+        return self
+
+    @model_validator(mode="after")
+    def _rounds_set(self) -> "AlignmentConfig":
+        if self.rounds is None:
+            return self
+        if self.rounds.preference_set >= len(self.preference_sets):
+            raise ValueError(f"`rounds.preference_set`: {self.rounds.preference_set} is not an index of "
+                             f"`preference_sets` (0 to {len(self.preference_sets) - 1})")
+        spec = self.preference_sets[self.rounds.preference_set]
+        if spec.source != "self":
+            raise ValueError(f"`rounds.preference_set`: set {self.rounds.preference_set} ({spec.tag(spec.evaluator)}) "
+                             "must be built from the aligned model's own answers (source: self): a round samples "
+                             "only from the model the round before trained")
         return self
 
     def grid_points(self) -> list[TrainConfig]:
@@ -578,6 +654,17 @@ class ExperimentConfig(_Strict):
                 raise ValueError(f"{where}`: {e.method} verdicts need `judge.methods` to include {needs}")
             if needs == "score" and int(e.method[7:]) not in self.judge.score_k:
                 raise ValueError(f"{where}`: {e.method} needs k={e.method[7:]} in `judge.score_k`")
+        return self
+
+    @model_validator(mode="after")
+    def _budget_names(self) -> "ExperimentConfig":
+        budget = self.judge.budget
+        if budget is None:
+            return self
+        for field, known in (("datasets", [d.tag for d in self.datasets]), ("evaluators", self.evaluators)):
+            unknown = [n for n in getattr(budget, field) or [] if n not in known]
+            if unknown:
+                raise ValueError(f"`judge.budget.{field}` names {unknown} that are not among `{field}` ({known})")
         return self
 
     @model_validator(mode="after")

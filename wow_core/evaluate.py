@@ -49,6 +49,24 @@ def alignment_metrics(samples: pd.DataFrame) -> dict[str, float]:
     return _metrics(_arrays(samples))
 
 
+def _per_question(samples: pd.DataFrame) -> dict[str, dict[str, np.ndarray]]:
+    return {q: _arrays(g) for q, g in samples.groupby("question_id")}
+
+
+def _on_questions(per_q: dict, questions: list[str], picks: np.ndarray) -> dict[str, float]:
+    """The metrics of the answers to `questions[picks]` (a question picked twice counts twice)."""
+    parts = [per_q[questions[i]] for i in picks]
+    return _metrics({k: np.concatenate([p[k] for p in parts]) for k in ("proxy", "correct", "confidence")})
+
+
+def _percentiles(draws: list[float], confidence: float) -> tuple[float, float]:
+    d = np.asarray(draws, dtype=float)
+    d = d[~np.isnan(d)]
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(d, [tail, 100 - tail]) if len(d) else (np.nan, np.nan)
+    return float(low), float(high)
+
+
 def bootstrap_deltas(base: pd.DataFrame, aligned: pd.DataFrame, n_resamples: int, seed: int,
                      confidence: float = 0.95) -> dict[str, tuple[float, float, float]]:
     """metric -> (aligned - base, low, high): paired percentile bootstrap over the shared questions;
@@ -57,32 +75,62 @@ def bootstrap_deltas(base: pd.DataFrame, aligned: pd.DataFrame, n_resamples: int
     questions = sorted(set(base["question_id"]) & set(aligned["question_id"]))
     if not questions:
         raise ValueError("base and aligned answers share no question")
-    by_q = [{q: _arrays(g) for q, g in t.groupby("question_id")} for t in (base, aligned)]
-
-    def scores(picks: np.ndarray) -> list[dict[str, float]]:
-        out = []
-        for per_q in by_q:
-            parts = [per_q[questions[i]] for i in picks]
-            out.append(_metrics({k: np.concatenate([p[k] for p in parts]) for k in ("proxy", "correct", "confidence")}))
-        return out
-
-    point_base, point_aligned = scores(np.arange(len(questions)))
+    by_q = [_per_question(t) for t in (base, aligned)]
+    everything = np.arange(len(questions))
+    point_base, point_aligned = (_on_questions(per_q, questions, everything) for per_q in by_q)
     if len(questions) < MIN_QUESTIONS:
         return {m: (point_aligned[m] - point_base[m], float("nan"), float("nan")) for m in METRICS}
     rng = np.random.default_rng(seed)
     draws = {m: [] for m in METRICS}
     for _ in range(n_resamples):
-        b, a = scores(rng.integers(0, len(questions), len(questions)))
+        picks = rng.integers(0, len(questions), len(questions))
+        b, a = (_on_questions(per_q, questions, picks) for per_q in by_q)
         for m in METRICS:
             draws[m].append(a[m] - b[m])
-    tail = (1 - confidence) / 2 * 100
-    result = {}
-    for m in METRICS:
-        d = np.asarray(draws[m])
-        d = d[~np.isnan(d)]
-        low, high = (np.percentile(d, [tail, 100 - tail]) if len(d) else (np.nan, np.nan))
-        result[m] = (point_aligned[m] - point_base[m], float(low), float(high))
-    return result
+    return {m: (point_aligned[m] - point_base[m], *_percentiles(draws[m], confidence)) for m in METRICS}
+
+
+def bootstrap_levels(samples: pd.DataFrame, n_resamples: int, seed: int,
+                     confidence: float = 0.95) -> dict[str, tuple[float, float, float]]:
+    """metric -> (value, low, high): percentile bootstrap over the questions of one model's answers; low
+    and high are NaN on fewer than MIN_QUESTIONS questions."""
+    questions = sorted(set(samples["question_id"]))
+    if not questions:
+        raise ValueError("no answers to score")
+    per_q = _per_question(samples)
+    point = _on_questions(per_q, questions, np.arange(len(questions)))
+    if len(questions) < MIN_QUESTIONS:
+        return {m: (point[m], float("nan"), float("nan")) for m in METRICS}
+    rng = np.random.default_rng(seed)
+    draws = {m: [] for m in METRICS}
+    for _ in range(n_resamples):
+        values = _on_questions(per_q, questions, rng.integers(0, len(questions), len(questions)))
+        for m in METRICS:
+            draws[m].append(values[m])
+    return {m: (point[m], *_percentiles(draws[m], confidence)) for m in METRICS}
+
+
+ROUNDS_COLUMNS = ["model", "dataset", "preference_set", "init", "round", "n_pairs", "n_questions", "metric",
+                  "value", "low", "high", "delta", "delta_low", "delta_high"]
+
+
+def rounds_table(base: pd.DataFrame, rounds: list[dict], seed: int, n_resamples: int,
+                 confidence: float = 0.95) -> pd.DataFrame:
+    """One iterative-alignment chain on its held-out questions: round 0 (the base model) and each round's
+    model, each metric with its bootstrap interval, and its change from the base with the paired one.
+
+    `base`: the base model's held-out answers. `rounds`: {round, n_pairs, samples (held-out answers)}, in
+    order. Returns ROUNDS_COLUMNS less model, dataset, preference_set and init (the caller's)."""
+    rows = []
+    for r in [{"round": 0, "n_pairs": 0, "samples": base}, *rounds]:
+        levels = bootstrap_levels(r["samples"], n_resamples, seed, confidence)
+        deltas = bootstrap_deltas(base, r["samples"], n_resamples, seed, confidence) if r["round"] else \
+            {m: (0.0, float("nan"), float("nan")) for m in METRICS}
+        for m in METRICS:
+            rows.append({"round": r["round"], "n_pairs": r["n_pairs"], "n_questions": r["samples"]["question_id"].nunique(),
+                         "metric": m, "value": levels[m][0], "low": levels[m][1], "high": levels[m][2],
+                         "delta": deltas[m][0], "delta_low": deltas[m][1], "delta_high": deltas[m][2]})
+    return pd.DataFrame(rows, columns=ROUNDS_COLUMNS[4:])
 
 
 def selection_halves(heldout_ids: list[str], seed: int) -> tuple[list[str], list[str]]:

@@ -174,20 +174,23 @@ def _complete(verdict) -> bool:
     return all(v is not None for v in verdict) if isinstance(verdict, list) else verdict is not None
 
 
-def pairwise_judgments(samples: pd.DataFrame, backend: Backend, config: JudgeConfig) -> pd.DataFrame:
-    """Ask the evaluator about every WoW pair (capped per question), in both orders.
+def pairwise_judgments(samples: pd.DataFrame, backend: Backend, config: JudgeConfig,
+                       pairs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Ask the evaluator about every WoW pair (capped per question), in both orders; or, with `pairs`
+    (dataset, question_id, i, j: WoW pairs of `samples`, e.g. a budget's picks), about those, in their order.
 
     One row per (pair, order): `first`/`second` are the sample indices shown as output 1 and 2,
     `preferred` the sample index the judge chose (None when unparsed), and what the prompt cost
     (`TOKEN_COLUMNS`).
     """
-    pairs = wow_pairs(samples)
-    if config.max_pairs_per_question is not None:
-        rng = random.Random(config.seed)
-        keep = []
-        for _, rows in sorted(pairs.groupby("question_id").groups.items()):
-            keep += rng.sample(list(rows), min(len(rows), config.max_pairs_per_question))
-        pairs = pairs.loc[sorted(keep)]
+    if pairs is None:  # every WoW pair, or up to the cap per question (a seeded draw)
+        pairs = wow_pairs(samples)
+        if config.max_pairs_per_question is not None:
+            rng = random.Random(config.seed)
+            keep = []
+            for _, rows in sorted(pairs.groupby("question_id").groups.items()):
+                keep += rng.sample(list(rows), min(len(rows), config.max_pairs_per_question))
+            pairs = pairs.loc[sorted(keep)]
     answer = shown_answers(samples)
     question = samples.drop_duplicates("question_id").set_index("question_id")["question"]
     asks = [(p.dataset, p.question_id, p.i, p.j, first, second)

@@ -524,3 +524,86 @@ def plot_reliability(answers: dict[str, pd.DataFrame], title: str) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     return buf.getvalue()
+
+
+INIT_TEXT = {"continue": "round r trains round r-1's adapter further on round r's pairs, against round r-1's "
+                         "model as the DPO reference (Iterative RPO)",
+             "base": "round r trains a new adapter of the base model on the pairs of rounds 1 to r together, "
+                     "against the base model"}
+
+
+def _with_interval(value, low, high, signed: bool = False) -> str:
+    fmt = _signed if signed else _fmt
+    return fmt(value) if pd.isna(low) else f"{fmt(value)} [{fmt(low)}, {fmt(high)}]"
+
+
+def rounds_rows(table: pd.DataFrame, line_break: str = "<br>") -> list[dict]:
+    """One chain's rounds as the report shows them: a row per round, each metric's value with its
+    interval and, from round 1 on, after `line_break`, its change from the base model with the paired one."""
+    from wow_core.evaluate import METRICS
+    out = []
+    for rnd, part in table.groupby("round", sort=True):
+        by_metric = part.set_index("metric")
+        first = part.iloc[0]
+        row = {"round": "0 (base)" if rnd == 0 else str(rnd), "pairs": "—" if rnd == 0 else int(first["n_pairs"]),
+               "questions": int(first["n_questions"])}
+        for m in METRICS:
+            r = by_metric.loc[m]
+            cell = _with_interval(r.value, r.low, r.high)
+            if rnd:
+                cell += f"{line_break}Δ {_with_interval(r.delta, r.delta_low, r.delta_high, signed=True)}"
+            row[ALIGNMENT_METRIC_NAMES[m]] = cell
+        out.append(row)
+    return out
+
+
+def render_rounds_markdown(name: str, table: pd.DataFrame, stopped: list[dict], png_name: str,
+                           confidence: float) -> str:
+    """The rounds report: per chain (model, dataset, preference set) a row per round, and the plot.
+
+    `table`: `evaluate.rounds_table` rows with model, dataset, preference_set and init; `stopped`: chains
+    that ended early (model, dataset, preference_set, round, reason)."""
+    level = f"{confidence * 100:g} %"
+    out = [f"# Iterative alignment: {name}", "",
+           "Round 1 is the alignment's adapter of the preference set (its grid point chosen by eval loss); round "
+           "r samples the training questions with round r-1's model, rebuilds the set from those answers with the "
+           "same method, margin and judge, and trains the next adapter. Every round's model answers the same "
+           f"held-out questions. Cells: the metric with its {level} percentile bootstrap interval over questions, "
+           f"and from round 1 on its change Δ from the base model with the paired interval (none on fewer than "
+           f"{MIN_QUESTIONS} questions). *pairs*: the round's training pairs.", ""]
+    for (model, ds, pset, init), part in table.groupby(["model", "dataset", "preference_set", "init"], sort=False):
+        out += [f"## {model} on {ds}: {pset}", "", f"Init: {init}: {INIT_TEXT[init]}.", ""]
+        out += markdown_table(rounds_rows(part)) + [""]
+    for s in stopped:
+        out += [f"- {s['model']} on {s['dataset']} ({s['preference_set']}): no round {s['round']}: {s['reason']}"]
+    out += ["", f"![Metrics per round, {level} intervals]({png_name})", ""]
+    return "\n".join(out)
+
+
+def plot_rounds(table: pd.DataFrame, confidence: float | None = None) -> bytes:
+    """Each metric per round (0 = the base model), a line per chain, whiskers at the intervals."""
+    from wow_core.evaluate import METRICS
+    fig = Figure(figsize=(11, 3.2), layout="constrained", dpi=110)
+    axes = fig.subplots(1, len(METRICS), squeeze=False)[0]
+    chains = list(table.groupby(["model", "dataset", "preference_set", "init"], sort=False))
+    for n, ((model, ds, pset, init), part) in enumerate(chains):
+        offset = (n - (len(chains) - 1) / 2) * 0.06  # chains side by side, their whiskers apart
+        for ax, m in zip(axes, METRICS):
+            rows = part[part["metric"] == m].sort_values("round")
+            x = rows["round"].to_numpy(dtype=float) + offset
+            low = (rows["value"] - rows["low"]).clip(lower=0).fillna(0)
+            high = (rows["high"] - rows["value"]).clip(lower=0).fillna(0)
+            ax.errorbar(x, rows["value"], yerr=[low, high], marker="o", markersize=4, capsize=2, linewidth=1.2,
+                        color=f"C{n % 10}", label=f"{model} · {ds} · {pset} ({init})")
+    for ax, m in zip(axes, METRICS):
+        ax.set_title(ALIGNMENT_METRIC_NAMES[m], fontsize=9)
+        ax.set_xlabel("round (0: base model)", fontsize=8)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(color="0.93")
+    level = f"{confidence * 100:g} % intervals" if confidence else "intervals"
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", fontsize=7, ncols=2)
+    fig.suptitle(f"Iterative alignment, held-out questions; whiskers: {level} (bootstrap over questions)",
+                 fontsize=10)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    return buf.getvalue()

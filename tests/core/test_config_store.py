@@ -73,6 +73,19 @@ def test_overrides(tmp_path):
      "judged by the aligned model itself"),
     (GOOD + ALIGN.format(sets="[{method: oracle}]", extra="  datasets: [kc]\n"), "(top level)",
      "`alignment.datasets` names ['kc']"),
+    (GOOD + ALIGN.format(sets="[{method: oracle}]", extra="  rounds: {n: 3, preference_set: 1}\n"), "alignment",
+     "`rounds.preference_set`: 1 is not an index of `preference_sets` (0 to 0)"),
+    (GOOD + ALIGN.format(sets="[{method: oracle, source: all}]", extra="  rounds: {n: 3}\n"), "alignment",
+     "must be built from the aligned model's own answers (source: self)"),
+    (GOOD + ALIGN.format(sets="[{method: oracle}]", extra="  rounds: {n: 1}\n"), "alignment.rounds.n",
+     "greater than or equal to 2"),
+    (GOOD + "judge:\n  budget: {calls: [8], picks: [smallest_gap]}\n", "judge.budget.picks",
+     "`picks` must include 'random', the baseline"),
+    (GOOD + "judge:\n  budget: {calls: [8, 1]}\n", "judge.budget.calls", "at least 2 calls"),
+    (GOOD + "judge:\n  budget: {calls: [8], datasets: [kc]}\n", "(top level)",
+     "`judge.budget.datasets` names ['kc'] that are not among `datasets` (['nlgraph_shortest_path'])"),
+    (GOOD + "judge:\n  budget: {calls: [8], evaluators: [gpt9]}\n", "(top level)",
+     "`judge.budget.evaluators` names ['gpt9'] that are not among `evaluators` (['smollm2-135m'])"),
 ])
 def test_bad_config_names_file_and_field(tmp_path, bad, field, words):
     path = write(tmp_path, bad)

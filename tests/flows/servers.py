@@ -41,3 +41,12 @@ def drain_prefect_clients() -> None:
     from prefect.logging.handlers import APILogWorker
     for worker in (EventsWorker, APILogWorker):
         worker.drain_all(timeout=60)
+
+
+def run_artifacts(state) -> list:
+    """The artifacts one flow run (its final state) left on the current Prefect server."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+    with get_client(sync_client=True) as client:
+        return client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))

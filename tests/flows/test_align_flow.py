@@ -6,6 +6,7 @@ import logging
 
 import pytest
 from prefect.testing.utilities import prefect_test_harness
+from servers import run_artifacts
 
 import wow_core.train as train_module
 from flows.grid import grid
@@ -112,12 +113,8 @@ def test_alignment_report_and_held_out_evaluation(first_run):
 
 
 def test_the_ui_shows_the_diagrams_and_the_trainings_progress(first_run):
-    from prefect import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
     config, state, _ = first_run
-    with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
-            flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))
+    artifacts = run_artifacts(state)
     keyed = {a.key: a for a in artifacts if a.key}
     assert {"tiny-grid-accwow-report", "tiny-grid-alignment-report", "tiny-grid-alignment-table"} <= set(keyed)
     pngs = state.result()["alignment"]["png"]

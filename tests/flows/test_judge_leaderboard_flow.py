@@ -7,6 +7,7 @@ import re
 import pandas as pd
 import pytest
 from prefect.testing.utilities import prefect_test_harness
+from servers import run_artifacts
 
 from flows.elicit import elicit
 from wow_core.config import (DatasetConfig, EnsembleConfig, ExperimentConfig, JudgeConfig, ReportConfig,
@@ -39,11 +40,7 @@ def run(tmp_path_factory):
     with prefect_test_harness(server_startup_timeout=180):
         state = elicit(config, return_state=True)
         assert state.is_completed(), state
-        from prefect import get_client
-        from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
-        with get_client(sync_client=True) as client:
-            artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
-                flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))
+        artifacts = run_artifacts(state)
     return config, state.result(), {a.key: a for a in artifacts if a.key}
 
 
