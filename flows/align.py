@@ -7,9 +7,8 @@ sample the held-out questions with the same seeds, in-task and (with `transfer`)
 datasets.
 """
 from dataclasses import dataclass
-from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import Task, flow, get_run_logger
 from prefect.futures import PrefectFuture
 
 from flows.artifacts import publish_alignment
@@ -40,7 +39,7 @@ class HeldOut:
     config: ExperimentConfig
     units: Units
     splits: dict[str, dict]      # dataset tag -> split_heldout's result
-    join: Any                    # the join_samples task (with the store's cache records)
+    join: Task                   # the join_samples task (with the store's cache records)
 
     def answers(self, base: str, models: list, grouped: bool, datasets: list[str]) -> list[dict[str, PrefectFuture]]:
         """Held-out answers of each of `models` (the base model `base` or its adapted versions) on each of

@@ -76,14 +76,14 @@ def ranked_pairs(samples: pd.DataFrame, pick: str, seed: int) -> pd.DataFrame:
 
 def pairs_within(ranked: pd.DataFrame, calls: int) -> pd.DataFrame:
     """The pairs `calls` judge calls ask about: the first calls // 2 of the ranking (2 calls a pair)."""
-    return ranked.head(calls // 2)
+    return ranked.head(max(calls, 0) // 2)
 
 
 def _point(samples: pd.DataFrame, asked: pd.DataFrame, judgments: pd.DataFrame, confidence: float) -> dict:
     """What judging `asked` bought: calls and tokens spent, AccWoW unfiltered and filtered, set size."""
-    asked_keys = set(zip(asked.question_id, asked.i, asked.j))
-    mine = judgments[[k in asked_keys for k in zip(judgments.question_id, judgments.i, judgments.j)]]
-    missing = len(asked_keys - set(zip(mine.question_id, mine.i, mine.j)))
+    asked_keys = pd.MultiIndex.from_frame(asked[PAIR_KEY].drop_duplicates())
+    mine = judgments[pd.MultiIndex.from_frame(judgments[PAIR_KEY]).isin(asked_keys)]
+    missing = int((~asked_keys.isin(pd.MultiIndex.from_frame(mine[PAIR_KEY]))).sum())
     if missing:
         raise ValueError(f"{missing} of the {len(asked_keys)} asked pairs have no judgment: the judgments are "
                          "not of this ranking")
@@ -156,21 +156,26 @@ def budget_rows_shown(table: pd.DataFrame) -> list[dict]:
 
 def render_budget(name: str, table: pd.DataFrame, png_name: str, confidence: float) -> str:
     """Budget-aware judging as markdown: what is measured, a table per dataset, the plot (`png_name`)."""
-    from wow_core.report import markdown_table
+    from wow_core.report import markdown_table  # here, not at the top: the report may import this module
     out = [f"# Budget-aware judging: {name}", "",
            "The pairwise judge asked only about the pairs a pick rule ranks first, at each budget of judge calls "
-           "per dataset, generator and evaluator: a pair costs 2 calls (both orders); a follow-up turn after an "
-           "unparsed verdict is spent, not budgeted (*calls spent*). **random** is the baseline at the same "
-           "budget: a seeded draw of the pairs. **disagreement**: first the pairs on which consistency and "
-           "log-probs do not prefer the same answer, then the rest, each smallest log-prob gap first. "
-           "**smallest_gap**: the pairs whose answers' mean token log-probs are closest first. No pick reads the "
-           "proxy. Each budget's pairs are the start of its pick's ranking. *AccWoW*: the share of parsed "
-           "verdicts that prefer the less wrong answer (random: 0.500); *filtered*: of the pairs whose two orders "
+           "per dataset, generator and evaluator. A pair costs 2 calls (both orders): budget B asks the first "
+           "B // 2 pairs of the pick's ranking; a follow-up turn after an unparsed verdict is spent, not "
+           "budgeted (*calls spent* counts it). No pick reads the proxy, only which pairs exist and the self "
+           "signals that come with sampling:", "",
+           "- **random**, the baseline at the same budget: a seeded draw of the pairs.",
+           "- **disagreement**: first the pairs on which consistency and log-probs do not prefer the same answer "
+           "(a tie or a missing value prefers neither), then the rest, each as smallest_gap.",
+           "- **smallest_gap**: the pairs whose answers' mean token log-probs are closest first, a pair without "
+           "log-probs last, equal gaps in the random order.", "",
+           "Each budget's pairs are the start of its pick's ranking. *AccWoW*: the share of parsed verdicts that "
+           "prefer the less wrong answer (chance: 0.500); *filtered*: the same of the pairs whose two orders "
            "parsed and agree, whose count is the *set size* a pairwise_filtered preference set would hold. A "
-           "non-random pick asks harder pairs by design: its AccWoW is the judge's on those pairs, not an "
-           "estimate on all pairs (random's is). *all*: the grid's judge of every pair, where the curves head. "
-           f"Intervals: {confidence * 100:g} %, resting on questions; none on fewer than {MIN_QUESTIONS} questions "
-           "(docs/methods.md, \"Budget-aware judging\").", ""]
+           "non-random pick chooses a different population of pairs, harder ones by design: its AccWoW is the "
+           "judge's on those pairs, not an estimate of the judge on all pairs (random's is). *all*: the judge "
+           f"of every pair, where the curves are heading. Intervals: {confidence * 100:g} %, resting on "
+           f"questions; none on fewer than {MIN_QUESTIONS} questions (docs/methods.md, \"Budget-aware judging\").",
+           ""]
     for dataset, part in table.groupby("dataset", sort=False):
         rows = [{k: v for k, v in r.items() if k != "dataset"} for r in budget_rows_shown(part)]
         out += [f"## {dataset}", "", *markdown_table(rows), ""]
@@ -178,39 +183,50 @@ def render_budget(name: str, table: pd.DataFrame, png_name: str, confidence: flo
     return "\n".join(out)
 
 
-PICK_STYLE = {"random": ("black", "o", "--"), "disagreement": ("C0", "s", "-"), "smallest_gap": ("C1", "^", "-")}
+PICK_STYLE = {"random": ("0.15", "o", "--"), "disagreement": ("C0", "s", "-"), "smallest_gap": ("C1", "^", "-")}
+PANELS_PER_ROW = 4
+NUMBERS = ["budget", "judge_calls", "accwow", "accwow_low", "accwow_high", "set_size"]
 
 
 def plot_budget(table: pd.DataFrame, confidence: float | None = None) -> bytes:
-    """A column per (dataset, generator, evaluator) cell: AccWoW (top) and set size (bottom) against judge
-    calls spent, a line per pick, random dashed; the full judge's AccWoW dotted, chance at 0.5."""
+    """A column per (dataset, generator, evaluator) cell, wrapped after PANELS_PER_ROW: AccWoW (top) and set
+    size (bottom) against judge calls spent, a line per pick, random dashed; the full judge dotted, chance
+    at 0.5."""
+    # Float columns: a column of intervals that are all None (few questions) is stored as objects.
+    table = table.astype({c: float for c in NUMBERS})
     cells = list(table.groupby(["dataset", "generator", "evaluator"], sort=False))
-    fig = Figure(figsize=(3.4 * max(len(cells), 1), 5.6), layout="constrained", dpi=110)
-    axes = fig.subplots(2, max(len(cells), 1), squeeze=False)
-    for col, ((dataset, generator, evaluator), part) in enumerate(cells):
-        top, bottom = axes[0][col], axes[1][col]
+    columns = min(max(len(cells), 1), PANELS_PER_ROW)
+    blocks = max(-(-len(cells) // PANELS_PER_ROW), 1)
+    fig = Figure(figsize=(3.4 * columns, 5.2 * blocks + 0.4), layout="constrained", dpi=110)
+    axes = fig.subplots(2 * blocks, columns, squeeze=False)
+    for k in range(len(cells), blocks * columns):  # the last block's empty places
+        for ax in axes[2 * (k // columns)][k % columns], axes[2 * (k // columns) + 1][k % columns]:
+            ax.set_visible(False)
+    for k, ((dataset, generator, evaluator), part) in enumerate(cells):
+        top, bottom = axes[2 * (k // columns)][k % columns], axes[2 * (k // columns) + 1][k % columns]
         for pick, (colour, marker, line) in PICK_STYLE.items():
             rows = part[part["pick"] == pick].sort_values("budget")
             if rows.empty:
                 continue
-            known = rows["accwow_low"].notna()
-            low = np.where(known, rows["accwow"] - rows["accwow_low"], 0).clip(min=0)
-            high = np.where(known, rows["accwow_high"] - rows["accwow"], 0).clip(min=0)
+            low = (rows["accwow"] - rows["accwow_low"]).fillna(0).clip(lower=0)
+            high = (rows["accwow_high"] - rows["accwow"]).fillna(0).clip(lower=0)
             top.errorbar(rows["judge_calls"], rows["accwow"], yerr=[low, high], color=colour, marker=marker,
                          linestyle=line, markersize=4, capsize=2, linewidth=1.2, label=pick)
             bottom.plot(rows["judge_calls"], rows["set_size"], color=colour, marker=marker, linestyle=line,
                         markersize=4, linewidth=1.2, label=pick)
         for r in part[part["pick"] == ALL_PAIRS].itertuples():
+            label = f"all pairs ({int(r.judge_calls)} calls)"
             if not pd.isna(r.accwow):
-                top.axhline(r.accwow, color="grey", linestyle=":", linewidth=1.2,
-                            label=f"all pairs ({int(r.judge_calls)} calls)")
-        top.axhline(0.5, color="0.8", linewidth=0.8)
-        top.set_ylim(0, 1)
+                top.axhline(r.accwow, color="grey", linestyle=":", linewidth=1.2, label=label)
+            bottom.axhline(r.set_size, color="grey", linestyle=":", linewidth=1.2, label=label)
+        top.axhline(0.5, color="0.75", linewidth=0.7, label="chance")
+        top.set_ylim(0, 1.02)
         top.set_title(f"{dataset}\n{generator} judged by {evaluator}", fontsize=8)
         top.set_ylabel("AccWoW (unfiltered)", fontsize=8)
         bottom.set_ylabel("set size (filtered pairs)", fontsize=8)
-        bottom.set_xlabel("judge calls spent", fontsize=8)
+        bottom.set_ylim(bottom=0)
         for ax in (top, bottom):
+            ax.set_xlabel("judge calls spent", fontsize=8)
             ax.grid(color="0.93")
             ax.tick_params(labelsize=7)
         top.legend(fontsize=6, loc="lower right")

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from wow_core.budget import (ALL_PAIRS, budget_rows, budget_table, pairs_within, plot_budget, ranked_pairs,
-                             render_budget)
+from wow_core.budget import (ALL_PAIRS, BUDGET_COLUMNS, budget_rows, budget_table, pairs_within, plot_budget,
+                             ranked_pairs, reference_row, render_budget)
 
 
 def samples(proxies=((0.2, 0.5, 0.9), (0.2, 0.5, 0.9))) -> pd.DataFrame:
@@ -50,6 +50,15 @@ def test_a_missing_log_prob_ranks_last():
     s.loc[(s.question_id == "q1") & (s.sample_idx == 1), "mean_logprob"] = np.nan
     assert order(ranked_pairs(s, "smallest_gap", 0)) == [
         ("q2", 0, 1), ("q2", 1, 2), ("q2", 0, 2), ("q1", 0, 2), ("q1", 1, 2), ("q1", 0, 1)]
+
+
+def test_a_missing_log_prob_prefers_neither_answer():
+    # q1's answer 1 without log-probs: q1 0-1 is a disagreement now (logits prefer neither). Disagreements
+    # by gap: q2 1-2 (0.9), q2 0-2 and q1 0-2 (1.0, random order), q1 1-2 and q1 0-1 (none); then q2 0-1.
+    s = samples()
+    s.loc[(s.question_id == "q1") & (s.sample_idx == 1), "mean_logprob"] = np.nan
+    assert order(ranked_pairs(s, "disagreement", 0)) == [
+        ("q2", 1, 2), ("q2", 0, 2), ("q1", 0, 2), ("q1", 1, 2), ("q1", 0, 1), ("q2", 0, 1)]
 
 
 @pytest.mark.parametrize("pick", ["random", "disagreement", "smallest_gap"])
@@ -112,6 +121,21 @@ def test_a_budget_beyond_every_pair_asks_them_all():
     assert (row["pairs_asked"], row["judge_calls"], row["accwow"], row["set_size"]) == (6, 12, 1.0, 6)
 
 
+def test_a_budget_under_one_pair_asks_nothing():
+    nothing = judgments(VERDICTS).iloc[:0]  # no rows, the schema's columns
+    for row in budget_rows(samples(), nothing, "disagreement", 0, [1, 0]):
+        assert (row["pairs_asked"], row["judge_calls"], row["accwow"], row["accwow_n"], row["set_size"]) \
+            == (0, 0, None, 0, 0)
+
+
+def test_the_reference_is_every_pair_its_judgments_hold():
+    # A judge capped at some pairs: the 3 of VERDICTS, 6 calls + 2 follow-ups.
+    row = reference_row(samples(), judgments(VERDICTS, follow_ups=2))
+    assert (row["pick"], row["budget"], row["pairs_asked"], row["wow_pairs"], row["judge_calls"]) \
+        == (ALL_PAIRS, 8, 3, 6, 8)
+    assert (row["accwow"], row["filtered"], row["set_size"]) == (pytest.approx(3 / 5), 1.0, 1)
+
+
 def table_with_reference() -> pd.DataFrame:
     every = {p: (max(p[1:]), min(p[1:])) for p in SORTED}  # by position: each pair one right, one wrong
     cell = {"dataset": "d", "generator": "g", "evaluator": "e", "seed": 0, "samples": samples()}
@@ -126,6 +150,7 @@ def test_the_table_sorts_picks_with_the_reference_last():
     table = table_with_reference()
     assert list(zip(table.pick, table.budget)) == [("random", 2), ("random", 6), ("disagreement", 2),
                                                    ("disagreement", 6), (ALL_PAIRS, 12)]
+    assert list(table.columns) == BUDGET_COLUMNS
     reference = table.iloc[-1]
     assert (reference.pairs_asked, reference.accwow, reference.accwow_n, reference.set_size) == (6, 0.5, 12, 0)
 
@@ -135,6 +160,21 @@ def test_report_and_plot():
     markdown = render_budget("t", table, "t.budget.png", 0.95)
     assert markdown.startswith("# Budget-aware judging: t") and "![" in markdown and "(t.budget.png)" in markdown
     assert "| g | e | 6 | random | 3 of 6 | 6 | 0.600 | none: 2 questions | 1.000 | none: 1 question | 1 |" in markdown
-    assert "| g | e | all | all pairs | 6 of 6 | 12 | 0.500 |" in markdown
+    # disagreement asks q1 1-2, then q2 1-2 and q2 0-2: one right and one wrong order each, none agree.
+    assert "| g | e | 2 | disagreement | 1 of 6 | 2 | 0.500 | none: 1 question | — | — | 0 |" in markdown
+    assert "| g | e | 6 | disagreement | 3 of 6 | 6 | 0.500 | none: 2 questions | — | — | 0 |" in markdown
+    assert "| g | e | all | all pairs | 6 of 6 | 12 | 0.500 | none: 2 questions | — | — | 0 |" in markdown
+    assert "2 calls" in markdown and "fewer than 5 questions" in markdown
     two_cells = pd.concat([table, table.assign(generator="g2")], ignore_index=True)
     assert plot_budget(two_cells, 0.95).startswith(b"\x89PNG")
+
+
+def png_size(png: bytes) -> tuple[int, int]:
+    return int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")  # the IHDR chunk
+
+
+def test_the_plot_wraps_after_four_cells():
+    table = table_with_reference()
+    cells = lambda n: pd.concat([table.assign(generator=f"g{k}") for k in range(n)], ignore_index=True)  # noqa: E731
+    (w2, h2), (w4, h4), (w5, h5) = (png_size(plot_budget(cells(n), 0.95)) for n in (2, 4, 5))
+    assert w2 < w4 == w5 and h2 == h4 and h5 > 1.8 * h4
