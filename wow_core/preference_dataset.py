@@ -23,7 +23,7 @@ import pandas as pd
 from wow_core.config import PreferenceSetConfig
 from wow_core.pairs import PREFERENCE_COLUMNS
 from wow_core.store import redact, storage_options
-from wow_core.train import prompt_messages
+from wow_core.train import DATASETS_LOCK, prompt_messages
 
 CARD = "README.md"  # written last: a dataset folder counts as present once its card is there
 TAGS = ["dpo", "trl", "preference", "wrong-over-wrong", "wow"]
@@ -72,7 +72,8 @@ def to_dataset(table: pd.DataFrame, description: str = "") -> "datasets.Dataset"
     for c in PROVENANCE_COLUMNS:
         columns[c] = [None if pd.isna(v) else v for v in table[c].tolist()]
     info = datasets.DatasetInfo(description=description, citation=CITATION, features=features())
-    return datasets.Dataset.from_dict(columns, info=info)
+    with DATASETS_LOCK:
+        return datasets.Dataset.from_dict(columns, info=info)
 
 
 def _size_category(n: int) -> str:
@@ -154,17 +155,18 @@ def card(table: pd.DataFrame, label: str, key: str, spec: PreferenceSetConfig, e
 def save(table: pd.DataFrame, uri: str, card_text: str) -> str:
     """Write `table` as a dataset folder at `uri` (a local path or any fsspec URL, e.g. s3://) with
     `card_text` as its README.md, the card last; returns `uri`."""
-    dataset = to_dataset(table, description=card_text.split("---\n", 2)[-1].strip())  # the card's body
-    options = storage_options(uri)
-    # `datasets` writes no shard for an empty dataset and then cannot load it back: ask for one.
     from datasets.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
-    was_on = is_progress_bar_enabled()
-    disable_progress_bar()  # a bar per set among the run's log lines says nothing
-    try:
-        dataset.save_to_disk(uri, num_shards=1 if len(dataset) == 0 else None, storage_options=options)
-    finally:
-        if was_on:
-            enable_progress_bar()
+    options = storage_options(uri)
+    with DATASETS_LOCK:  # also keeps the progress-bar switch, global to `datasets`, to one thread
+        dataset = to_dataset(table, description=card_text.split("---\n", 2)[-1].strip())  # the card's body
+        was_on = is_progress_bar_enabled()
+        disable_progress_bar()  # a bar per set among the run's log lines says nothing
+        try:
+            # `datasets` writes no shard for an empty dataset and then cannot load it back: ask for one.
+            dataset.save_to_disk(uri, num_shards=1 if len(dataset) == 0 else None, storage_options=options)
+        finally:
+            if was_on:
+                enable_progress_bar()
     with fsspec.open(f"{uri}/{CARD}", "w", encoding="utf-8", **options) as f:
         f.write(card_text)
     return uri

@@ -16,8 +16,9 @@ import contextlib
 import ctypes
 import gc
 import json
-import sys
 import os
+import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +39,13 @@ DPO_LOSSES = {"dpo": "sigmoid", "ipo": "ipo", "rso": "hinge", "sppo_hard": "sppo
 CPO_LOSSES = {"cpo": "sigmoid", "simpo": "simpo"}
 LOSSES = (*DPO_LOSSES, *CPO_LOSSES, "orpo")
 
+# `datasets` fingerprints every dataset it builds or maps by pickling it with dill, and dill reads a
+# function's globals by disassembling it into a StringIO swapped in as sys.stdout. Two threads doing so
+# at once (two preference sets saved, or a set saved while a trainer tokenizes) can leave the StringIO
+# there for good, and every later print of the process (the CLI's reports) vanishes. Every use of
+# `datasets` in wow holds this lock.
+DATASETS_LOCK = threading.RLock()  # re-entrant: a save builds its dataset under it too
+
 
 def prompt_messages(prompt: str, system_prompt: str | None = None) -> list[dict[str, str]]:
     """The conversation a model was asked `prompt` in (its configured system message first)."""
@@ -48,11 +56,13 @@ def prompt_messages(prompt: str, system_prompt: str | None = None) -> list[dict[
 def to_conversations(pairs: pd.DataFrame, system_prompt: str | None = None) -> "datasets.Dataset":  # noqa: F821
     """TRL's conversational preference format from a preference set's prompt/chosen/rejected texts."""
     import datasets
-    return datasets.Dataset.from_dict({
+    columns = {
         "prompt": [prompt_messages(p, system_prompt) for p in pairs["prompt"]],
         "chosen": [[{"role": "assistant", "content": c}] for c in pairs["chosen"]],
         "rejected": [[{"role": "assistant", "content": r}] for r in pairs["rejected"]],
-    })
+    }
+    with DATASETS_LOCK:
+        return datasets.Dataset.from_dict(columns)
 
 
 def split_eval(pairs: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -160,8 +170,9 @@ def _train(base_path: str, pairs: pd.DataFrame, config: TrainConfig, out: Path, 
         raise ValueError(f"`max_length` {config.max_length} leaves no room for the answers: the longest prompt "
                          f"has {longest} tokens")
     train, evaluation = split_eval(pairs, config.eval_fraction, config.seed)
-    trainer = _trainer(model, tokenizer, config, to_conversations(train, system_prompt),
-                       to_conversations(evaluation, system_prompt) if len(evaluation) else None, out, device)
+    with DATASETS_LOCK:  # the trainer maps its datasets (and precomputes reference log-probs) as it starts
+        trainer = _trainer(model, tokenizer, config, to_conversations(train, system_prompt),
+                           to_conversations(evaluation, system_prompt) if len(evaluation) else None, out, device)
     class Progress(TrainerCallback):
         def on_train_begin(self, args, state, control, **kwargs):
             progress.start_phase("training steps", state.max_steps)

@@ -157,3 +157,29 @@ def test_dpo_trainer_takes_the_loaded_dataset_as_it_is(tmp_path):
         assert trainer.train_dataset[column] == wow_form[column]
     result = trainer.train()
     assert trainer.state.global_step == 1 and math.isfinite(result.training_loss)
+
+
+def test_sets_saved_in_threads_at_once_leave_stdout_as_it_was(tmp_path):
+    # dill swaps a StringIO in as sys.stdout while `datasets` fingerprints a set; unguarded, two threads
+    # at once left one there, and the CLI's reports at the end of the demo were printed into it.
+    import sys
+    import threading
+    table, stdout = oracle_mixed_set(), sys.stdout
+    start = threading.Barrier(4)
+
+    def save_many(worker: int):
+        start.wait()
+        for i in range(6):
+            preference_dataset.save(table, str(tmp_path / f"w{worker}-{i}.hf"), "---\n{}\n---\nbody")
+    threads = [threading.Thread(target=save_many, args=(w,)) for w in range(4)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch all the time: the race is hit at once, not once in a while
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert sys.stdout is stdout
+    assert len(datasets.load_from_disk(str(tmp_path / "w3-5.hf"))) == len(table)
