@@ -131,6 +131,7 @@ def temporary_server():
     watchdog of wow_core/processes.py, so that even a `kill -9` of this command leaves no server behind
     (Prefect's own temporary server outlived it, holding its port and memory). Yields its URL."""
     import httpx
+    from prefect.context import refresh_global_settings_context
     from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
 
     from wow_core.processes import free_port, start_watched, stop_group
@@ -155,11 +156,24 @@ def temporary_server():
             if time.monotonic() > deadline:
                 raise SystemExit(f"wow: the temporary Prefect server did not answer in time; see {log}")
             time.sleep(0.5)
-        with temporary_settings({PREFECT_API_URL: f"{url}/api"}):
-            try:
-                yield url
-            finally:
-                _drain_to_server()
+        # As the process-wide settings too: code in a thread of its own has no settings context (e.g. a
+        # future's done callback, in the task runner's thread after its task) and would start Prefect's
+        # own temporary server and talk to it instead of this one.
+        previous = os.environ.get("PREFECT_API_URL")
+        os.environ["PREFECT_API_URL"] = f"{url}/api"
+        refresh_global_settings_context()
+        try:
+            with temporary_settings({PREFECT_API_URL: f"{url}/api"}):
+                try:
+                    yield url
+                finally:
+                    _drain_to_server()
+        finally:
+            if previous is None:
+                os.environ.pop("PREFECT_API_URL", None)
+            else:
+                os.environ["PREFECT_API_URL"] = previous
+            refresh_global_settings_context()
     finally:
         stop_group(process, grace_s=10)
 

@@ -37,12 +37,21 @@ def test_every_task_run_is_recorded_before_the_temporary_server_stops(tmp_path):
         assert run.returncode == 0, run.stderr[-3000:]
         assert "wow: starting a temporary Prefect server at http://127.0.0.1:" in run.stderr
         assert "Traceback" not in run.stderr and "| ERROR" not in run.stderr, (attempt, run.stderr[-3000:])
+        # Nothing talked to a server of Prefect's own (the run's progress, updated from the task runner's
+        # threads, did until the temporary server was the process-wide setting too), and the reports print.
+        assert "Starting temporary server" not in run.stderr, run.stderr[-3000:]
+        assert "elicitation report: " in run.stdout
     with sqlite3.connect(home / "prefect.db") as db:
         states = db.execute("SELECT f.created, t.state_name, count(*) FROM task_run t JOIN flow_run f "
                             "ON f.id = t.flow_run_id GROUP BY f.id, t.state_name ORDER BY f.created").fetchall()
     # Per label: questions, one shard, its join and three self-signal pair tables; then the report.
     # (Without waiting, the cached rerun's record here stopped at 34 of 121, most of them Pending.)
     assert [(name, n) for _, name, n in states] == [("Completed", 121), ("Cached", 121)]
+    # The run's progress artifact: every one of the 20 sample shards done, on this server.
+    with sqlite3.connect(home / "prefect.db") as db:
+        progress = db.execute("SELECT a.data, a.description FROM artifact a JOIN flow_run f ON f.id = a.flow_run_id "
+                              "WHERE a.type = 'progress' AND a.task_run_id IS NULL ORDER BY f.created").fetchall()
+    assert progress == [(100, "Model-bound units done: sample 20 of 20")] * 2, progress
 
 
 def test_kill_9_of_wow_run_leaves_no_server_behind(tmp_path):
