@@ -31,7 +31,7 @@ from wow_core.metrics import MIN_QUESTIONS, accwow
 VERSION = 1
 
 PICKS = ("random", "disagreement", "smallest_gap")
-ALL_PAIRS = "all pairs"  # the grid's full pairwise judgment, where the curve is heading
+ALL_PAIRS = "all pairs"  # the grid's own pairwise judgment (its pairs capped as configured), where the curve is heading
 PAIR_KEY = ["question_id", "i", "j"]
 RATES = ("accwow", "filtered")
 BUDGET_COLUMNS = (["dataset", "generator", "evaluator", "pick", "budget", "pairs_asked", "wow_pairs", "judge_calls",
@@ -172,8 +172,9 @@ def render_budget(name: str, table: pd.DataFrame, png_name: str, confidence: flo
            "prefer the less wrong answer (chance: 0.500); *filtered*: the same of the pairs whose two orders "
            "parsed and agree, whose count is the *set size* a pairwise_filtered preference set would hold. A "
            "non-random pick chooses a different population of pairs, harder ones by design: its AccWoW is the "
-           "judge's on those pairs, not an estimate of the judge on all pairs (random's is). *all*: the judge "
-           f"of every pair, where the curves are heading. Intervals: {confidence * 100:g} %, resting on "
+           "judge's on those pairs, not an estimate of the judge on all pairs (random's is). *all*: the grid's "
+           "own pairwise judgment, of every pair it asked (all of them, or `judge.max_pairs_per_question` of "
+           f"each question's), where the curves are heading. Intervals: {confidence * 100:g} %, resting on "
            f"questions; none on fewer than {MIN_QUESTIONS} questions (docs/methods.md, \"Budget-aware judging\").",
            ""]
     for dataset, part in table.groupby("dataset", sort=False):
