@@ -419,8 +419,8 @@ def plot_leaderboard(table: pd.DataFrame, confidence: float | None = None) -> by
     ax.set_xticks([0, 0.25, 0.5, 0.75, 1])
     ax.grid(axis="x", color="0.93")
     level = f"{confidence * 100:g} % interval" if confidence else "interval"
-    ax.set_xlabel(f"AccWoW on all pairs, pooled; whiskers: {level} (on questions); open marker: no interval "
-                  f"(fewer than {MIN_QUESTIONS} questions); dashed: random, 0.5", fontsize=8)
+    ax.set_xlabel(f"AccWoW on all pairs, pooled; whiskers: {level} (on questions)\nopen marker: no interval "
+                  f"(fewer than {MIN_QUESTIONS} questions); dashed: random, 0.5", fontsize=8)  # one line overran
     n_datasets = _grid_datasets(table)
     fig.suptitle(f"Judge leaderboard: {n_datasets} dataset{'s' * (n_datasets != 1)}, every generator", fontsize=10)
     buf = io.BytesIO()
