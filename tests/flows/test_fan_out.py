@@ -174,9 +174,12 @@ def test_a_model_that_cannot_load_fails_its_batch_only(cluster, tmp_path):
     api, _, _ = cluster
     (tmp_path / "empty-model").mkdir()
     good = tiny_grid(str(tmp_path / "store"), workers=2)
+    # Smaller than the fan-out's grid (3 questions, the score judge alone): what matters is whose batch fails.
     config = good.model_copy(update=dict(
         alignment=None, models=[*good.models, TransformersModel(name="broken", path=str(tmp_path / "empty-model"))],
-        evaluators=["smollm2-135m", "broken"]))
+        evaluators=["smollm2-135m", "broken"],
+        datasets=[DatasetConfig(name="nlgraph_shortest_path", n_questions=3, seed=3)],
+        judge=good.judge.model_copy(update=dict(methods=["score"]))))
     before = {r["id"] for r in unit_runs(api)}
     with temporary_settings({PREFECT_API_URL: api}):
         state = elicit(config, return_state=True)

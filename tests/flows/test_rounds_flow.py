@@ -30,13 +30,13 @@ def rounds_grid(store: str, n: int, init: str = "continue") -> ExperimentConfig:
     return ExperimentConfig(
         name="rounds", store=store,
         datasets=[DatasetConfig(name="nlgraph_shortest_path", n_questions=10, seed=1)],  # 5 held out: intervals
-        sampling=SamplingConfig(n=4, max_new_tokens=24, shard_size=4, extraction_max_new_tokens=10),
+        sampling=SamplingConfig(n=4, max_new_tokens=24, shard_size=5, extraction_max_new_tokens=10),
         judge=JudgeConfig(methods=["logits"]),
         alignment=AlignmentConfig(
             heldout_fraction=0.5, preference_sets=[PreferenceSetConfig(method="oracle")],
             max_pairs=8,  # 2 training steps a round
             train=TrainConfig(epochs=1, batch_size=4, max_length=400, learning_rate=5e-4),
-            eval=SamplingConfig(n=2, max_new_tokens=24, shard_size=4, extraction_max_new_tokens=10),
+            eval=SamplingConfig(n=1, max_new_tokens=24, shard_size=5, extraction_max_new_tokens=10),  # intervals resample questions
             bootstrap=100, rounds=RoundsConfig(n=n, init=init)))
 
 

@@ -19,9 +19,9 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
-# Many small tasks: one question under each of 20 labels, six tasks each, no judge model.
+# Many small tasks: one question under each of 10 labels, six tasks each, no judge model.
 CONFIG = "\n".join(["name: many-tasks", "store: {store}", "datasets:"]
-                   + [f"  - {{name: nlgraph_shortest_path, label: sp{i}, n_questions: 1, seed: {i}}}" for i in range(20)]
+                   + [f"  - {{name: nlgraph_shortest_path, label: sp{i}, n_questions: 1, seed: {i}}}" for i in range(10)]
                    + ["sampling: {n: 2, max_new_tokens: 4, extraction_max_new_tokens: 4}",
                       "judge: {methods: [length, consistency, logits]}"])
 
@@ -45,13 +45,13 @@ def test_every_task_run_is_recorded_before_the_temporary_server_stops(tmp_path):
         states = db.execute("SELECT f.created, t.state_name, count(*) FROM task_run t JOIN flow_run f "
                             "ON f.id = t.flow_run_id GROUP BY f.id, t.state_name ORDER BY f.created").fetchall()
     # Per label: questions, one shard, its join and three self-signal pair tables; then the report.
-    # (Without waiting, the cached rerun's record here stopped at 34 of 121, most of them Pending.)
-    assert [(name, n) for _, name, n in states] == [("Completed", 121), ("Cached", 121)]
-    # The run's progress artifact: every one of the 20 sample shards done, on this server.
+    # (Without waiting, the cached rerun's record at 20 labels stopped at 34 of 121, most of them Pending.)
+    assert [(name, n) for _, name, n in states] == [("Completed", 61), ("Cached", 61)]
+    # The run's progress artifact: every one of the 10 sample shards done, on this server.
     with sqlite3.connect(home / "prefect.db") as db:
         progress = db.execute("SELECT a.data, a.description FROM artifact a JOIN flow_run f ON f.id = a.flow_run_id "
                               "WHERE a.type = 'progress' AND a.task_run_id IS NULL ORDER BY f.created").fetchall()
-    assert progress == [(100, "Model-bound units done: sample 20 of 20")] * 2, progress
+    assert progress == [(100, "Model-bound units done: sample 10 of 10")] * 2, progress
 
 
 def test_kill_9_of_wow_run_leaves_no_server_behind(tmp_path):
