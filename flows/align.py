@@ -12,8 +12,8 @@ from prefect import Task, flow, get_run_logger
 from prefect.futures import PrefectFuture
 
 from flows.artifacts import publish_alignment
-from flows.elicit import (Elicitation, checked_config, model_units, proxy_judge, run_name, store_access,
-                          submit_elicitation, with_cache_records)
+from flows.elicit import (Elicitation, checked_config, model_units, proxy_judge, run_name, say_precision,
+                          store_access, submit_elicitation, with_cache_records)
 from flows.rounds import submit_rounds
 from flows.units import UnitCall, Units, report_loads
 from tasks.stages import build_alignment_report, build_preference_set, join_samples, split_heldout
@@ -141,11 +141,12 @@ def align(config: ExperimentConfig) -> dict:
     config = checked_config(config)
     if config.alignment is None:
         raise ValueError("config has no `alignment` section")
+    precision = say_precision(config)
     with store_access(config.store):
         units = model_units(config)
         uris = submit_alignment(config, submit_elicitation(config, units), units).result()
         report_loads(units)
-        publish_alignment(Store(config.store), uris, config.name)
+        publish_alignment(Store(config.store), uris, config.name, precision)
     get_run_logger().info("alignment report: %s", uris["md"])
     return uris
 

@@ -52,15 +52,27 @@ def _table(rows: list[dict]) -> list[dict]:
     return [{k: (None if isinstance(v, float) and pd.isna(v) else v) for k, v in r.items()} for r in rows]
 
 
-def _publish_report(store: Store, md_uri: str, key: str, what: str) -> None:
-    """A markdown report as an artifact, its plots inline, its description saying where the file lies."""
-    create_markdown_artifact(key=key, markdown=inline_images(store.read_text(md_uri), store, md_uri),
-                             description=f"{what}: {where(md_uri)}")
+def precision_preface(precision: list[str]) -> str:
+    """What precision the run's models ran in and why, above its reports (markdown)."""
+    if not precision:
+        return ""
+    return "**Precision on this machine** (`dtype`; `wow doctor` tells more):\n\n" + \
+        "".join(f"- {note}\n" for note in precision) + "\n"
 
 
-def publish_elicitation(store: Store, uris: dict, config_name: str, confidence: float) -> None:
-    """The AccWoW report (markdown, plots inline), its table and the judge reliability table."""
-    _publish_report(store, uris["md"], artifact_key(config_name, "accwow-report"), f"AccWoW report of '{config_name}'")
+def _publish_report(store: Store, md_uri: str, key: str, what: str, precision: list[str] = ()) -> None:
+    """A markdown report as an artifact, its plots inline, its description saying where the file lies;
+    the run's precision notes above it."""
+    markdown = precision_preface(list(precision)) + inline_images(store.read_text(md_uri), store, md_uri)
+    create_markdown_artifact(key=key, markdown=markdown, description=f"{what}: {where(md_uri)}")
+
+
+def publish_elicitation(store: Store, uris: dict, config_name: str, confidence: float,
+                        precision: list[str] = ()) -> None:
+    """The AccWoW report (markdown, plots inline; the models' precision above it), its table and the
+    judge reliability table."""
+    _publish_report(store, uris["md"], artifact_key(config_name, "accwow-report"), f"AccWoW report of '{config_name}'",
+                    precision)
     create_table_artifact(key=artifact_key(config_name, "accwow-table"),
                           table=_table(report.accwow_rows(store.read_table(uris["parquet"]), confidence)),
                           description=f"AccWoW per method and margin of '{config_name}': {where(uris['parquet'])}")
@@ -93,11 +105,11 @@ def publish_leaderboard(store: Store, uris: dict, config_name: str, confidence: 
                                       f"AccWoW over every dataset: {where(uris['parquet'])}")
 
 
-def publish_alignment(store: Store, uris: dict, config_name: str) -> None:
-    """The alignment report (markdown, reliability diagrams inline) and its base-vs-aligned table; the
-    iterative rounds' report and table when there are rounds."""
+def publish_alignment(store: Store, uris: dict, config_name: str, precision: list[str] = ()) -> None:
+    """The alignment report (markdown, reliability diagrams inline; the models' precision above it) and
+    its base-vs-aligned table; the iterative rounds' report and table when there are rounds."""
     _publish_report(store, uris["md"], artifact_key(config_name, "alignment-report"),
-                    f"Alignment report of '{config_name}'")
+                    f"Alignment report of '{config_name}'", precision)
     # Sets too small to train are rows of the markdown only: the table holds what was evaluated.
     create_table_artifact(key=artifact_key(config_name, "alignment-table"),
                           table=_table(report.alignment_rows(store.read_table(uris["parquet"]), [])),

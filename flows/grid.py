@@ -3,7 +3,7 @@ from prefect import flow, get_run_logger
 
 from flows.align import submit_alignment
 from flows.artifacts import publish_alignment, publish_elicitation
-from flows.elicit import checked_config, model_units, run_name, store_access, submit_elicitation
+from flows.elicit import checked_config, model_units, run_name, say_precision, store_access, submit_elicitation
 from flows.units import report_loads
 from wow_core.config import ExperimentConfig
 from wow_core.store import Store
@@ -14,14 +14,15 @@ def grid(config: ExperimentConfig) -> dict:
     """Elicitation report, and the alignment report when `config.alignment` is set: {elicitation, alignment}."""
     config = checked_config(config)
     store = Store(config.store)
+    precision = say_precision(config)
     with store_access(config.store):
         units = model_units(config)
         elicitation = submit_elicitation(config, units)
         alignment = submit_alignment(config, elicitation, units) if config.alignment else None
         out = {"elicitation": elicitation.result(), "alignment": alignment.result() if alignment else None}
-        publish_elicitation(store, out["elicitation"], config.name, config.report.confidence)
+        publish_elicitation(store, out["elicitation"], config.name, config.report.confidence, precision)
         if out["alignment"]:
-            publish_alignment(store, out["alignment"], config.name)
+            publish_alignment(store, out["alignment"], config.name, precision)
         report_loads(units)
     get_run_logger().info("reports: %s", [r["md"] for r in out.values() if r])
     return out

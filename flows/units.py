@@ -34,6 +34,7 @@ from prefect.futures import PrefectFuture
 from pydantic import BaseModel, Field, TypeAdapter
 
 from wow_core.config import ExperimentConfig
+from wow_core.machine import precision_note
 from wow_core.store import Store, content_key, jsonable
 
 WORKER_NAME_ENV = "WOW_WORKER_NAME"  # how a worker names itself in manifests (default: host name)
@@ -286,6 +287,9 @@ def unit(config: ExperimentConfig, batch: UnitBatch) -> str:
     exit_with_worker()
     started = time.time()
     logger = get_run_logger()
+    model = config.model(batch.model)
+    if model.backend != "openai":
+        logger.info("precision: %s", precision_note(model.name, model.dtype, model.device))
     with store_access(config.store):
         tasks = dict(zip(UNIT_TASKS, with_cache_records(list(UNIT_TASKS.values()), config.store)))
         results, groups = [], []

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from wow_core import budget, elicit, evaluate, judge, leaderboard, pairs, report, sample, train
 from wow_core.config import DatasetConfig, OpenAIModel, TransformersModel, VllmModel
 from wow_core.datasets import get_dataset
+from wow_core.machine import resolve_dtype
 from wow_core.store import content_key
 
 STAGE_VERSIONS = {
@@ -42,10 +43,18 @@ STAGE_VERSIONS = {
     "alignment_report": f"{report.VERSION}.{evaluate.VERSION}",
     "rounds_report": f"{report.VERSION}.{evaluate.VERSION}",
 }
-NOT_IN_KEY = {TransformersModel: frozenset({"name"}), VllmModel: frozenset({"name", "max_concurrency"}),
+NOT_IN_KEY = {TransformersModel: frozenset({"name"}), VllmModel: frozenset({"name", "max_concurrency", "cpu_threads"}),
               OpenAIModel: frozenset({"name", "api_key_env", "max_concurrency", "request_timeout", "max_retries",
                                       "retry_backoff"}),
               DatasetConfig: frozenset({"label"})}
+
+
+def precision_in_key(model: TransformersModel | VllmModel) -> dict[str, str]:
+    """A local model's precision as its artifacts' keys hold it: the dtype it runs in on this machine
+    (`auto` resolved), so that a store is reused on a like machine and never mixed across unlike ones.
+    float32, the default before `auto`, stays out of keys, as when it was left out as a default."""
+    dtype = resolve_dtype(model.dtype, model.device)
+    return {} if dtype == "float32" else {"dtype": dtype}
 
 
 def _file_sha256(path: str) -> str:
@@ -65,7 +74,10 @@ def stage_key(stage: str, inputs: dict[str, Any], unread: dict[str, frozenset[st
             continue  # an optional input left unset, like a setting at its default
         if isinstance(value, BaseModel):
             exclude = NOT_IN_KEY.get(type(value), frozenset()) | (unread or {}).get(name, frozenset())
-            value = value.model_dump(mode="json", exclude=set(exclude), exclude_defaults=True)
+            local = isinstance(value, (TransformersModel, VllmModel))
+            dumped = value.model_dump(mode="json", exclude=set(exclude) | ({"dtype"} if local else set()),
+                                      exclude_defaults=True)
+            value = dumped | precision_in_key(value) if local else dumped
         parts[name] = value
     if isinstance(inputs.get("dataset_config"), DatasetConfig):
         # Questions depend on the dataset's code and, for a file, on the file's bytes.

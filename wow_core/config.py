@@ -25,6 +25,10 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# Defaults that have changed: a config dumped whole before the change still reads.
+FORMER_DEFAULTS = {"dtype": "float32"}  # before `auto`
+
+
 class _ModelCommon(_Strict):
     """What a model has on every backend: its name, its weights and the configuration it is asked in."""
     name: str = Field(description="Label used in tables and in `generators` / `evaluators`.")
@@ -51,7 +55,8 @@ class _ModelCommon(_Strict):
                   if f not in cls.model_fields}
         owners = {f: bs for f, bs in owners.items() if bs}  # the rest: unknown keys, rejected as such
         wrong = [f for f, bs in owners.items()
-                 if data[f] is not None and all(data[f] != MODEL_CONFIGS[b].model_fields[f].default for b in bs)]
+                 if data[f] is not None and data[f] != FORMER_DEFAULTS.get(f)
+                 and all(data[f] != MODEL_CONFIGS[b].model_fields[f].default for b in bs)]
         if "adapter" in wrong and backend == "openai":
             raise ValueError("`adapter`: backend 'openai' cannot apply one; serve the adapted model and name it in `path`")
         if wrong:
@@ -67,9 +72,11 @@ class _LocalModel(_ModelCommon):
     """A model whose weights wow loads itself (and whose LoRA adapters it trains)."""
     device: str = Field("cpu", description=(
         "Where the model runs and its adapters train: 'cpu', 'cuda', 'cuda:1', ..."))
-    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description=(
-        "Precision of the weights and activations: float32 (the CPU default), bfloat16 (half the memory, "
-        "for GPUs that have it), float16. Adapters train in it too."))
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description=(
+        "Precision of the weights and activations, adapters' training included. 'auto': bfloat16 where the "
+        "hardware computes it natively (a GPU of compute capability >= 8.0; a CPU with AVX-512 BF16, AMX or "
+        "Arm BF16), float16 on older GPUs, float32 on other CPUs (wow_core/machine.py; `wow doctor` shows "
+        "the choice). float32, bfloat16 or float16 force it (bfloat16 on a CPU without it: ~8x slower)."))
     adapter: str | None = Field(None, description=(
         "A PEFT LoRA adapter folder (local path or store URI) applied on top of `path`; set by the "
         "alignment flow to evaluate aligned models."))
@@ -106,6 +113,9 @@ class VllmModel(_LocalModel):
     max_concurrency: int | None = Field(None, ge=1, description=(
         "Requests in flight at once, each asking for all of a prompt's samples (default: 64; the engine "
         "batches them)."))
+    cpu_threads: int | None = Field(None, ge=1, description=(
+        "On the CPU: the engine's compute threads (default: wow_core/engines.py `default_cpu_threads`, "
+        "chosen by measurement: docs/engines.md)."))
 
 
 class OpenAIModel(_ModelCommon):

@@ -27,12 +27,12 @@ CONVS = [[{"role": "user", "content": q.text}] for q in QUESTIONS] + [
 
 @pytest.fixture(scope="module")
 def vllm():
-    return get_backend(VllmModel(name="smollm2-135m-vllm", backend="vllm"))
+    return get_backend(VllmModel(name="smollm2-135m-vllm", backend="vllm", dtype="float32"))
 
 
 @pytest.fixture(scope="module")
 def reference():
-    return TransformersBackend(TransformersModel(name="smollm2-135m"))
+    return TransformersBackend(TransformersModel(name="smollm2-135m", dtype="float32"))
 
 
 def forward_logprobs(reference: TransformersBackend, conversation, token_ids) -> list[float]:
@@ -96,10 +96,10 @@ def lora_adapter(folder) -> str:
 @pytest.mark.parametrize("mode", ["merged", "runtime"])
 def test_adapter_served_equals_the_merged_peft_model(mode, tmp_path_factory, reference):
     adapter = lora_adapter(tmp_path_factory.mktemp("adapter"))
-    expected = TransformersBackend(TransformersModel(name="merged", adapter=adapter)).generate(CONVS, max_new_tokens=24)
+    expected = TransformersBackend(TransformersModel(name="merged", adapter=adapter, dtype="float32")).generate(CONVS, max_new_tokens=24)
     base = reference.generate(CONVS, max_new_tokens=24)
     assert [g.text for g in expected] != [g.text for g in base]  # the adapter changes answers
-    served = VLLMBackend(VllmModel(name="aligned", backend="vllm", adapter=adapter, adapters=mode))
+    served = VLLMBackend(VllmModel(name="aligned", backend="vllm", adapter=adapter, adapters=mode, dtype="float32"))
     try:
         assert served.spec.enable_lora == (mode == "runtime")
         assert [g.text for g in served.generate(CONVS, max_new_tokens=24)] == [g.text for g in expected]

@@ -130,7 +130,8 @@ def test_a_config_dumped_whole_before_backends_had_classes_still_reads():
     models = [{**unused, "name": "t", "backend": "transformers"}, {**unused, "name": "v", "backend": "vllm"},
               {**unused, "name": "o", "backend": "openai", "base_url": "http://h/v1", "prefill": "fold"}]
     parsed = parse_config({"datasets": DATASETS, "models": models, "generators": ["t"], "evaluators": ["t"]})
-    assert parsed.models == [TransformersModel(name="t"), VllmModel(name="v", backend="vllm"),
+    # dtype float32 was the default then, and stays the dtype of the local models that wrote it.
+    assert parsed.models == [TransformersModel(name="t", dtype="float32"), VllmModel(name="v", backend="vllm", dtype="float32"),
                              OpenAIModel(name="o", backend="openai", base_url="http://h/v1", prefill="fold")]
 
 

@@ -12,13 +12,13 @@ def sample_key(model: ModelConfig, sampling: SamplingConfig = SamplingConfig()) 
 def test_a_setting_left_at_its_default_is_not_in_the_key():
     # Written out or omitted, a default is the same key: a field added later with a default that keeps
     # the old behaviour leaves existing artifacts valid.
-    assert sample_key(TransformersModel(name="m")) == sample_key(TransformersModel(name="m", dtype="float32", adapter=None))
+    assert sample_key(TransformersModel(name="m")) == sample_key(TransformersModel(name="m", dtype="auto", adapter=None))
     assert sample_key(TransformersModel(name="m"), SamplingConfig()) == sample_key(TransformersModel(name="m"), SamplingConfig(top_p=1.0))
 
 
 def test_settings_that_change_results_change_the_key():
     base = sample_key(TransformersModel(name="m"))
-    assert sample_key(TransformersModel(name="m", dtype="bfloat16")) != base
+    assert sample_key(TransformersModel(name="m", dtype="float16")) != base  # auto is float32 or bfloat16 here
     assert sample_key(TransformersModel(name="m", path="other/model")) != base
     assert sample_key(TransformersModel(name="m"), SamplingConfig(temperature=0.7)) != base
 

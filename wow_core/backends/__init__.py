@@ -7,6 +7,7 @@ import threading
 
 from wow_core.backends.base import Backend, Conversation
 from wow_core.config import ModelConfig
+from wow_core.machine import resolve_dtype
 from wow_core.records import Generation
 
 BACKENDS: dict[str, str] = {
@@ -37,7 +38,9 @@ def get_backend(model: ModelConfig) -> Backend:
         close = difflib.get_close_matches(model.backend, BACKENDS, n=3)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise ValueError(f"Unknown backend '{model.backend}'.{hint} Available: {', '.join(sorted(BACKENDS))}")
-    key = model.model_dump_json(exclude=PER_CONFIGURATION)
+    # One copy per weights and precision: `auto` and the dtype it resolves to are the same model.
+    key = model.model_copy(update={"dtype": resolve_dtype(model.dtype, model.device)}).model_dump_json(
+        exclude=PER_CONFIGURATION) if model.backend != "openai" else model.model_dump_json(exclude=PER_CONFIGURATION)
     with _load_lock:
         if key not in _loaded:
             if model.adapter:
