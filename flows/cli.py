@@ -72,6 +72,14 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--s3-secret", metavar="BLOCK",
                      help="take the S3 endpoint, credentials and region from this Prefect Secret block "
                           "(docs/operations-storage.md; default: $WOW_S3_SECRET_BLOCK, else the AWS variables)")
+    doctor = sub.add_parser("doctor", help="say what this machine is (CPU extensions, cores, memory, GPUs), what "
+                                           "precision and engine settings a config's models get on it, and "
+                                           "whether the engine environment, Stockfish and the store are ready")
+    doctor.add_argument("config", nargs="?", help="experiment config (YAML) whose run to check")
+    doctor.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field")
+    profile = sub.add_parser("profile", help="where a flow run's time went: its task runs by stage, from the "
+                                             "server at PREFECT_API_URL")
+    profile.add_argument("flow_run_id", help="the flow run's id (the UI's run page shows it)")
     sub.add_parser("deploy", help="create the work pools, the zombie-run automation and the deployments of "
                                   "deployments/prefect.yaml on the server at PREFECT_API_URL")
     for p in (run, check):
@@ -82,6 +90,12 @@ def main(argv: list[str] | None = None) -> int:
                        help="print the traceback of an error, and Prefect's tracebacks of failed task and flow "
                             "runs (without it: one line; the Prefect UI keeps each run's tracebacks)")
     args = parser.parse_args(argv)
+    if args.command == "profile":
+        from flows.deploy import require_server
+        from flows.profile import flow_run_profile
+        require_server()
+        print(flow_run_profile(args.flow_run_id))
+        return 0
     if args.command == "deploy":
         from flows.deploy import require_server, setup
         require_server()
@@ -89,9 +103,21 @@ def main(argv: list[str] | None = None) -> int:
 
     from wow_core.config import ConfigError, load_config
     from wow_core.datasets import DataError
+    if args.command == "doctor":
+        from wow_core.doctor import diagnose, render
+        try:
+            config = load_config(args.config, _overrides(args.set)) if args.config else None
+        except ConfigError as err:
+            return _fail(err, 2, False)
+        checks = diagnose(config)
+        print(render(checks), end="")
+        return 1 if any(c.status == "!!" for c in checks) else 0
     try:
         config = load_config(args.config, _overrides(args.set))
         check_datasets(config)  # before a server or a flow run exists
+        if config.alignment is not None:
+            from wow_core.train import check_trainers
+            check_trainers(config, args.config)
     except (ConfigError, DataError) as err:
         return _fail(err, 2, args.debug)
     if args.command == "validate":
@@ -215,14 +241,14 @@ def _run_flow(flow: str, config, temporary: bool) -> int:
         from flows.grid import grid as run
         kind = None  # the grid returns its reports by kind
     state = run(config, return_state=True)
-    if temporary:
-        # The temporary server stops when this process ends: let it write the last task states first
-        # (on a cached rerun most are still queued). Best effort: the run's result comes first.
-        from flows.task_runs import recorded_task_runs
-        try:
-            recorded_task_runs(state.state_details.flow_run_id, settle_s=30)
-        except Exception as err:  # noqa: BLE001
-            print(f"wow: could not read the task runs back from the temporary server: {err}", file=sys.stderr)
+    # Where the time went, from the task runs the server recorded. The temporary server stops when this
+    # process ends: let it write the last task states first (on a cached rerun most are still queued).
+    # Best effort: the run's result comes first.
+    from flows.profile import flow_run_profile
+    try:
+        profile = flow_run_profile(state.state_details.flow_run_id, settle_s=30 if temporary else 5)
+    except Exception as err:  # noqa: BLE001
+        profile = f"(no profile: could not read the task runs back from the server: {err})"
     result = state.result()  # raises the flow's error
     reports = {kind: result} if kind else result
     store = Store(config.store)
@@ -232,11 +258,15 @@ def _run_flow(flow: str, config, temporary: bool) -> int:
         if uris:
             shown[kind] = uris
             shown |= {title: uris[key] for key, title in COMPANION_REPORTS.items() if key in uris}
+    from flows.artifacts import precision_preface
+    from flows.elicit import precision_notes
+    print(precision_preface(precision_notes(config)), end="")
     for uris in shown.values():
         print(store.read_text(uris["md"]) + "\n")
     for kind, uris in shown.items():
         pngs = uris["png"] if isinstance(uris["png"], list) else [uris["png"]]
         print(f"{kind} report: {uris['md']}\n  table: {uris['parquet']}\n" + "".join(f"  plot:  {p}\n" for p in pngs))
+    print(profile + "\n")
     print(f"({time.perf_counter() - started:.1f} s)")
     return 0
 

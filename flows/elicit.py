@@ -27,6 +27,7 @@ from tasks.stages import (UNIT_TASKS, build_budget_report, build_leaderboard, bu
 from wow_core.config import DatasetConfig, ExperimentConfig, ModelConfig, parse_config
 from wow_core.datasets import get_dataset
 from wow_core.elicit import SELF_SIGNALS
+from wow_core.machine import precision_note
 from wow_core.report import SELF
 from wow_core.store import Store, StoreUnreachable, storage_options
 
@@ -183,9 +184,24 @@ def checked_config(config: ExperimentConfig | dict) -> ExperimentConfig:
     """A flow's `config` parameter, validated as `wow validate` validates a file. The flows leave it to
     this (`validate_parameters=False`): Prefect's own check fails the run just as early, but logs the
     whole config and names no field; this names the field, e.g. a generator not in `models`."""
-    if isinstance(config, ExperimentConfig):
-        return config
-    return parse_config(config, "flow parameter 'config'")
+    from wow_core.train import check_trainers
+    if not isinstance(config, ExperimentConfig):
+        config = parse_config(config, "flow parameter 'config'")
+    check_trainers(config, "flow parameter 'config'")
+    return config
+
+
+def precision_notes(config: ExperimentConfig) -> list[str]:
+    """One line per local model: the precision it runs in on this machine and why (wow_core/machine.py)."""
+    return [precision_note(m.name, m.dtype, m.device) for m in config.models if m.backend != "openai"]
+
+
+def say_precision(config: ExperimentConfig) -> list[str]:
+    """Log `precision_notes` once, at the start of a flow run; returns them for its reports."""
+    notes = precision_notes(config)
+    for note in notes:
+        get_run_logger().info("precision: %s", note)
+    return notes
 
 
 def run_name(flow: str):
@@ -311,11 +327,12 @@ def submit_elicitation(config: ExperimentConfig, units: Units) -> Elicitation:
 def elicit(config: ExperimentConfig) -> dict:
     """Run the wrong-over-wrong elicitation grid of `config` and write the AccWoW report."""
     config = checked_config(config)
+    precision = say_precision(config)
     with store_access(config.store):
         units = model_units(config)
         uris = submit_elicitation(config, units).result()  # raises if an upstream task failed
         report_loads(units)
-        publish_elicitation(Store(config.store), uris, config.name, config.report.confidence)
+        publish_elicitation(Store(config.store), uris, config.name, config.report.confidence, precision)
     get_run_logger().info("report: %s", uris["md"])
     return uris
 

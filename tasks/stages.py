@@ -14,6 +14,7 @@ from tasks.cache import ArtifactKey, stage_key
 from tasks.progress import task_progress
 from wow_core import budget, elicit, evaluate, judge, leaderboard, pairs, preference_dataset, report, sample, train
 from wow_core.backends import ModelLoadError, get_backend
+from wow_core.backends.base import BUDGET_JUDGMENTS, JUDGMENTS, request_priority
 from wow_core.backends.transformers_backend import resolve_model_path
 from wow_core.config import (DatasetConfig, JudgeConfig, ModelConfig, PreferenceSetConfig, SamplingConfig,
                              TrainConfig)
@@ -154,7 +155,7 @@ def judge_pairwise(samples_uri: str, dataset: str, model: ModelConfig, judge_con
     s = Store(store)
     uri = s.uri("judgments", f"{dataset}.{model.name}.pairwise", key, "parquet")
     if not _done(s, uri):
-        with task_progress():
+        with task_progress(), request_priority(JUDGMENTS):
             table = judge.pairwise_judgments(s.read_table(samples_uri), get_backend(model), judge_config)
         s.write_table(uri, table)
     return uri
@@ -172,7 +173,7 @@ def judge_budget(samples_uri: str, dataset: str, model: ModelConfig, judge_confi
     if not _done(s, uri):
         samples = s.read_table(samples_uri)
         asked = budget.pairs_within(budget.ranked_pairs(samples, pick, seed), calls)
-        with task_progress():
+        with task_progress(), request_priority(BUDGET_JUDGMENTS):
             table = judge.pairwise_judgments(samples, get_backend(model), judge_config, pairs=asked)
         s.write_table(uri, table)
     return uri
@@ -187,7 +188,7 @@ def judge_score(samples_uri: str, dataset: str, model: ModelConfig, k: int, judg
     s = Store(store)
     uri = s.uri("judgments", f"{dataset}.{model.name}.score_k{k}", key, "parquet")
     if not _done(s, uri):
-        with task_progress():
+        with task_progress(), request_priority(JUDGMENTS):
             table = judge.score_judgments(s.read_table(samples_uri), get_backend(model), judge_config, k)
         s.write_table(uri, table)
     return uri

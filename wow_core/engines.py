@@ -64,6 +64,7 @@ class EngineSpec:
     max_loras: int = 4                # adapters resident at once
     gpu_memory_utilization: float = 0.9   # GPU: the share of its memory the engine takes
     kv_cache_gib: int | None = None       # CPU: KV cache size (default: `default_kv_cache_gib`)
+    cpu_threads: int | None = None        # CPU: compute threads (default: `default_cpu_threads`)
     label: str = dataclasses.field(default="", compare=False)  # the model's name in wow, for logs only
 
     @property
@@ -78,6 +79,14 @@ def default_kv_cache_gib() -> int:
     return int(min(8, max(1, total // 10)))
 
 
+def default_cpu_threads() -> int:
+    """A CPU engine's compute threads: half the cores this process may use, at least one, so that the
+    run's own computation (a training, the flow, Stockfish) has the other half. OpenMP threads wait
+    for each other at every step: an engine on every core stalls whenever anything else runs, 5-9x
+    slower under one busy process on 2 cores, where one thread ran unmoved (docs/engines.md)."""
+    return max(1, len(os.sched_getaffinity(0)) // 2)
+
+
 def server_arguments(spec: EngineSpec, port: int, api_key: str, host: str) -> tuple[list[str], dict[str, str]]:
     """The server's command-line arguments and environment for `spec`: every engine setting wow
     chooses, with the reason, lives here."""
@@ -87,6 +96,9 @@ def server_arguments(spec: EngineSpec, port: int, api_key: str, host: str) -> tu
             # Judge and extraction prompts of one question share their long prefix with each other
             # and with the question's samples: pre-fill it once.
             "--enable-prefix-caching",
+            # Requests carry their stage's priority (backends/base.py): answers, which trainings wait
+            # for, before judgments, which feed reports.
+            "--scheduling-policy", "priority",
             # Errors only from uvicorn: one access line per request would bury the engine's own log.
             "--uvicorn-log-level", "warning"]
     env = {"HF_HUB_DISABLE_TELEMETRY": "1"}
@@ -100,7 +112,6 @@ def server_arguments(spec: EngineSpec, port: int, api_key: str, host: str) -> tu
         if ":" in spec.device:
             env["CUDA_VISIBLE_DEVICES"] = spec.device.split(":", 1)[1]
         return args, env
-    cores = sorted(os.sched_getaffinity(0))
     args += [
         # torch.compile takes 150-190 s at every start here (its cache was not reused); eager: ~30 s.
         "--enforce-eager",
@@ -116,11 +127,12 @@ def server_arguments(spec: EngineSpec, port: int, api_key: str, host: str) -> tu
         "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
         # Required when memory is in use (vLLM would size the cache from free memory and refuse).
         "VLLM_CPU_KVCACHE_SPACE": str(spec.kv_cache_gib or default_kv_cache_gib()),
-        # Every core computes: vLLM reserves one for its front end by default (one compute thread on
-        # 2 cores); measured on 2 cores: 330 tok/s on both vs 208 with one reserved (docs/engines.md).
-        "VLLM_CPU_OMP_THREADS_BIND": ",".join(map(str, cores)),
-        "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
-        "OMP_NUM_THREADS": str(len(cores)),
+        # The engine's compute threads (OpenMP). vLLM's own binding (VLLM_CPU_OMP_THREADS_BIND) applies
+        # only to the multiprocessing executor, not to "uni" above: this is the one knob.
+        "OMP_NUM_THREADS": str(spec.cpu_threads or default_cpu_threads()),
+        # Threads that finish a step first sleep instead of spinning: with more than one thread, a busy
+        # neighbour then slows the engine ~1.7x instead of ~6x (docs/engines.md).
+        "OMP_WAIT_POLICY": "PASSIVE",
     }
     return args, env
 
@@ -350,6 +362,26 @@ def get_engine(spec: EngineSpec) -> VLLMServer:
 def running_engines() -> list[VLLMServer]:
     with _engines_lock:
         return [e for e in _engines.values() if e.process is not None]
+
+
+def cpu_threads_in_use() -> int:
+    """Compute threads of the CPU engines this process runs now."""
+    with _engines_lock:
+        return sum(e.spec.cpu_threads or default_cpu_threads() for e in _engines.values()
+                   if e.process is not None and not e.spec.on_gpu)
+
+
+@contextlib.contextmanager
+def cpu_share():
+    """torch's threads in this process, for the block, on the cores the running CPU engines leave (at
+    least one): threads beyond the cores stall each other's steps (`default_cpu_threads`)."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) - cpu_threads_in_use()))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def stop_engine(spec: EngineSpec) -> None:

@@ -15,11 +15,14 @@ alignment): that adapter is trained further, and for the DPO losses its frozen c
 import contextlib
 import ctypes
 import gc
+import importlib.metadata
+import importlib.util
 import json
 import os
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,8 +31,9 @@ import torch
 
 from wow_core import progress
 from wow_core.backends.transformers_backend import DEVICE_LOCK, local_folder
-from wow_core.config import TrainConfig
-from wow_core.engines import device_lease, release_device
+from wow_core.config import ConfigError, ExperimentConfig, TrainConfig
+from wow_core.engines import cpu_share, device_lease, release_device
+from wow_core.machine import resolve_dtype
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # CPO and ORPO live in trl.experimental
 
@@ -38,6 +42,51 @@ VERSION = 1
 DPO_LOSSES = {"dpo": "sigmoid", "ipo": "ipo", "rso": "hinge", "sppo_hard": "sppo_hard"}
 CPO_LOSSES = {"cpo": "sigmoid", "simpo": "simpo"}
 LOSSES = (*DPO_LOSSES, *CPO_LOSSES, "orpo")
+# CPO, SimPO and ORPO come from trl.experimental, which TRL empties trainer by trainer (BCO, XPO and
+# Nash-MD are gone); the lock pins a TRL that has them. A TRL without one is said at import, and a config
+# that asks for its loss is refused before any work (`unavailable_losses`), never mid-grid.
+EXPERIMENTAL_TRAINERS = {"cpo": "trl.experimental.cpo", "simpo": "trl.experimental.cpo", "orpo": "trl.experimental.orpo"}
+
+
+def _missing_trainers() -> dict[str, str]:
+    missing = {}
+    for loss, module in EXPERIMENTAL_TRAINERS.items():
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:
+            found = False
+        if not found:
+            missing[loss] = module
+    return missing
+
+
+MISSING_TRAINERS = _missing_trainers()
+if MISSING_TRAINERS:
+    warnings.warn(f"trl {importlib.metadata.version('trl')} has no {sorted(set(MISSING_TRAINERS.values()))}: losses "
+                  f"{sorted(MISSING_TRAINERS)} cannot train (the lock pins a TRL that has them: run scripts/setup)",
+                  stacklevel=1)
+
+
+def check_trainers(config: ExperimentConfig, source: str) -> None:
+    """Refuse, before any work, a config whose alignment trains a loss the installed TRL has no trainer for.
+
+    Raises:
+        ConfigError: naming the source, the field and the missing trainer.
+    """
+    if config.alignment is None:
+        return
+    losses = [p.loss for p in config.alignment.grid_points()]
+    field = "alignment.grid.loss" if "loss" in config.alignment.grid else "alignment.train.loss"
+    problems = unavailable_losses(losses)
+    if problems:
+        raise ConfigError("\n".join(f"{source}: field '{field}': {p}" for p in problems))
+
+
+def unavailable_losses(losses: list[str]) -> list[str]:
+    """What is wrong with training `losses` with the installed TRL: one line per loss whose trainer it lacks."""
+    version = importlib.metadata.version("trl")
+    return [f"loss '{loss}' needs {MISSING_TRAINERS[loss]}, which trl {version} does not have; install the locked "
+            "TRL (scripts/setup) or train a DPO loss" for loss in dict.fromkeys(losses) if loss in MISSING_TRAINERS]
 
 # `datasets` fingerprints every dataset it builds or maps by pickling it with dill, and dill reads a
 # function's globals by disassembling it into a StringIO swapped in as sys.stdout. Two threads doing so
@@ -117,7 +166,7 @@ def release_freed_memory() -> None:
 
 
 def train_adapter(base_path: str, pairs: pd.DataFrame, config: TrainConfig, out: str | Path,
-                  device: str = "cpu", dtype: str = "float32", system_prompt: str | None = None,
+                  device: str = "cpu", dtype: str = "auto", system_prompt: str | None = None,
                   log: Callable[[dict], None] | None = None, init_adapter: str | None = None) -> dict:
     """Train a LoRA adapter on `pairs` (columns prompt, chosen, rejected) and save it under `out`;
     prompts are asked after `system_prompt` when the model is configured with one, as in sampling.
@@ -138,7 +187,10 @@ def train_adapter(base_path: str, pairs: pd.DataFrame, config: TrainConfig, out:
     # flight, stop the engines on this device (they start again when next asked) and hold it, or the
     # training runs out of memory. On the CPU they share the machine's memory and stay up.
     on_gpu = device.startswith("cuda")
-    with device_lease(device).exclusive() if on_gpu else contextlib.nullcontext(), DEVICE_LOCK:
+    dtype = resolve_dtype(dtype, device)
+    # On the CPU, the cores the running engines leave (engines.cpu_share).
+    with device_lease(device).exclusive() if on_gpu else contextlib.nullcontext(), DEVICE_LOCK, \
+            contextlib.nullcontext() if on_gpu else cpu_share():
         for stopped in release_device(device) if on_gpu else []:
             if log is not None:
                 log({"released": stopped})

@@ -1,5 +1,7 @@
-"""The interface every LLM backend implements."""
-from typing import Protocol
+"""The interface every LLM backend implements, and the priority of the requests a stage sends."""
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Iterator, Protocol
 
 from wow_core.config import ModelConfig
 from wow_core.records import Generation
@@ -27,3 +29,25 @@ class Backend(Protocol):
     def close(self) -> None:
         """Release what this model holds beyond Python's memory (an engine, merged weights)."""
         ...
+
+
+# How urgent a stage's requests are to an engine that schedules by priority (vLLM's `--scheduling-policy
+# priority`, which wow's engines run with; lower is earlier). A context variable, as `progress`: backends
+# are shared by stages and know nothing of them. Answers (sampling, held-out evaluation) come first:
+# trainings wait for them, while judgments feed reports and later sets.
+ANSWERS, JUDGMENTS, BUDGET_JUDGMENTS = 0, 1, 2
+_priority: ContextVar[int] = ContextVar("request_priority", default=ANSWERS)
+
+
+@contextmanager
+def request_priority(priority: int) -> Iterator[None]:
+    """Send the requests made in this block (this thread, its asyncio tasks) at `priority`."""
+    token = _priority.set(priority)
+    try:
+        yield
+    finally:
+        _priority.reset(token)
+
+
+def current_priority() -> int:
+    return _priority.get()

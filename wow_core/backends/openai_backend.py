@@ -35,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from wow_core import progress
-from wow_core.backends.base import Conversation
+from wow_core.backends.base import Conversation, current_priority
 from wow_core.config import OpenAIModel
 from wow_core.records import Generation
 
@@ -149,8 +149,9 @@ class OpenAIBackend:
             body["messages"], _ = fold_prefill(conversation)
         elif prefill is not None:
             body |= {"continue_final_message": True, "add_generation_prompt": False}
-        if self.endpoint.vllm:
-            body |= {"logprobs": True, "top_logprobs": 0, "return_tokens_as_token_ids": True}
+        if self.endpoint.vllm:  # an engine wow started: it sends token ids and schedules by priority
+            body |= {"logprobs": True, "top_logprobs": 0, "return_tokens_as_token_ids": True,
+                     "priority": current_priority()}
         elif self.config.logprobs:
             body |= {"logprobs": True, "top_logprobs": 1}
         generations: list[Generation] = []

@@ -21,6 +21,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 from wow_core import progress
 from wow_core.backends.base import Conversation
 from wow_core.config import TransformersModel
+from wow_core.engines import cpu_share
+from wow_core.machine import resolve_dtype
 from wow_core.records import Generation
 
 # One model computation (generation or training) at a time in this process: a model is not
@@ -131,8 +133,9 @@ class TransformersBackend:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         # Loading an adapter initialises LoRA weights from torch's global generator before it reads
         # them: outside the lock that shifts another thread's seeded sampling.
+        self.dtype = resolve_dtype(config.dtype, config.device, model=config.name)
         with DEVICE_LOCK:
-            self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, config.dtype))
+            self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, self.dtype))
             if config.adapter:
                 self.model = merged_adapter(self.model, config.adapter)
             self.model.to(config.device).eval()
@@ -211,7 +214,8 @@ class TransformersBackend:
                   top_p: float, max_new_tokens: int, seed: int) -> list[list[Generation]]:
         prompts = [self._encode(c) for c in conversations]
         results: list[list[Generation]] = [[] for _ in prompts]
-        with DEVICE_LOCK:
+        on_cpu = self.device.type == "cpu"
+        with DEVICE_LOCK, cpu_share() if on_cpu else contextlib.nullcontext():
             for b, batch in enumerate(self._plan([len(p) for p in prompts], n)):
                 torch.manual_seed(seed * 1_000_003 + b)  # reproducible for the same inputs and batch size
                 gens = self._run([prompts[i] for i, _ in batch], [c for _, c in batch], sample,

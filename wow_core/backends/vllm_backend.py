@@ -28,6 +28,7 @@ from wow_core.backends.openai_backend import EngineDied, Endpoint, OpenAIBackend
 from wow_core.backends.transformers_backend import model_cache_dir, resolve_model_path
 from wow_core.config import OpenAIModel, VllmModel
 from wow_core.engines import EngineError, EngineSpec, device_lease, get_engine, stop_engine
+from wow_core.machine import resolve_dtype
 from wow_core.records import Generation
 
 MAX_LORA_RANK = 64  # LoRA buffers are sized for this rank; the paper's adapters use 16
@@ -80,6 +81,7 @@ class VLLMBackend:
         self.config = config
         base = resolve_model_path(config.path)
         on_gpu = config.device.startswith("cuda")
+        dtype = resolve_dtype(config.dtype, config.device, model=config.name)
         mode = config.adapters or ("runtime" if on_gpu else "merged")
         self.adapter_folder, self.merged = None, None
         if config.adapter:
@@ -89,14 +91,15 @@ class VLLMBackend:
                 raise ValueError(f"`adapter` {config.adapter}: LoRA rank {rank} exceeds the vLLM engine's "
                                  f"{MAX_LORA_RANK}; train with lora_r <= {MAX_LORA_RANK} or set `adapters: merged`")
             if mode == "merged":
-                self.merged = merged_folder(base, folder, config.dtype)
+                self.merged = merged_folder(base, folder, dtype)
             else:
                 self.adapter_folder = folder
         self.spec = EngineSpec(
-            model=self.merged or base, dtype=config.dtype, device=config.device, max_model_len=config.max_model_len,
+            model=self.merged or base, dtype=dtype, device=config.device, max_model_len=config.max_model_len,
             # On a GPU every engine of the model takes adapters, so that base and adapters share one.
             enable_lora=mode == "runtime" and (on_gpu or bool(config.adapter)), max_lora_rank=MAX_LORA_RANK,
             gpu_memory_utilization=config.gpu_memory_utilization, kv_cache_gib=config.kv_cache_gib,
+            cpu_threads=config.cpu_threads,
             label=config.name if not config.adapter else f"{config.path}+adapter")
         self.requests_sent = 0
 
