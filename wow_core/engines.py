@@ -80,11 +80,9 @@ def default_kv_cache_gib() -> int:
 
 
 def default_cpu_threads() -> int:
-    """A CPU engine's compute threads: half the cores this process may use, at least one, so that the
-    run's own computation (a training, the flow, Stockfish) has the other half. OpenMP threads wait
-    for each other at every step: an engine on every core stalls whenever anything else runs, 5-9x
-    slower under one busy process on 2 cores, where one thread ran unmoved (docs/engines.md)."""
-    return max(1, len(os.sched_getaffinity(0)) // 2)
+    """A CPU engine's compute threads: every core this process may use. The engine never computes beside
+    wow's own torch work, which takes the CPU's lease (`DeviceLease`) as a training takes a GPU's."""
+    return len(os.sched_getaffinity(0))
 
 
 def server_arguments(spec: EngineSpec, port: int, api_key: str, host: str) -> tuple[list[str], dict[str, str]]:
@@ -130,8 +128,8 @@ def server_arguments(spec: EngineSpec, port: int, api_key: str, host: str) -> tu
         # The engine's compute threads (OpenMP). vLLM's own binding (VLLM_CPU_OMP_THREADS_BIND) applies
         # only to the multiprocessing executor, not to "uni" above: this is the one knob.
         "OMP_NUM_THREADS": str(spec.cpu_threads or default_cpu_threads()),
-        # Threads that finish a step first sleep instead of spinning: with more than one thread, a busy
-        # neighbour then slows the engine ~1.7x instead of ~6x (docs/engines.md).
+        # Threads that finish a step first sleep instead of spinning at the barrier: beside a busy
+        # process (the flow, the Prefect server) the engine then slows ~1.7x instead of ~6x (docs/engines.md).
         "OMP_WAIT_POLICY": "PASSIVE",
     }
     return args, env
@@ -290,12 +288,18 @@ class VLLMServer:
 
 
 class DeviceLease:
-    """Who may use a GPU's memory in this process: engine calls share it, a training takes it alone.
+    """Who may compute on a device in this process: engine calls share it, wow's own torch work (a
+    training; on the CPU also the transformers backend) takes it alone.
+
+    On a GPU the lease is about memory: an engine keeps its share for its life, so a training stops the
+    engines on its device and takes it. On the CPU it is about cores: an engine's OpenMP threads and a
+    training's wait for each other at every step, so both computing at once on 2 cores made the demo
+    slower than taking turns (docs/engines.md, "CPU threads").
 
     Engine users wait only while a training holds the device; a training waits until no engine call
     is in flight, and new engine calls may still start meanwhile. So in a grid whose tasks run in
     threads, trainings wait for the engine work that is ready, then take the device once; the engine
-    starts again afterwards for the work that depends on them (evaluating the adapters)."""
+    serves afterwards the work that depends on them (evaluating the adapters)."""
 
     def __init__(self):
         self._cond = threading.Condition()
@@ -362,26 +366,6 @@ def get_engine(spec: EngineSpec) -> VLLMServer:
 def running_engines() -> list[VLLMServer]:
     with _engines_lock:
         return [e for e in _engines.values() if e.process is not None]
-
-
-def cpu_threads_in_use() -> int:
-    """Compute threads of the CPU engines this process runs now."""
-    with _engines_lock:
-        return sum(e.spec.cpu_threads or default_cpu_threads() for e in _engines.values()
-                   if e.process is not None and not e.spec.on_gpu)
-
-
-@contextlib.contextmanager
-def cpu_share():
-    """torch's threads in this process, for the block, on the cores the running CPU engines leave (at
-    least one): threads beyond the cores stall each other's steps (`default_cpu_threads`)."""
-    import torch
-    before = torch.get_num_threads()
-    torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) - cpu_threads_in_use()))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def stop_engine(spec: EngineSpec) -> None:

@@ -12,7 +12,6 @@ Training may start from an adapter trained before (`init_adapter`, a later round
 alignment): that adapter is trained further, and for the DPO losses its frozen copy is the reference
 (TRL's "ref" adapter), so the round moves from the previous round's model, as in Iterative RPO.
 """
-import contextlib
 import ctypes
 import gc
 import importlib.metadata
@@ -32,7 +31,7 @@ import torch
 from wow_core import progress
 from wow_core.backends.transformers_backend import DEVICE_LOCK, local_folder
 from wow_core.config import ConfigError, ExperimentConfig, TrainConfig
-from wow_core.engines import cpu_share, device_lease, release_device
+from wow_core.engines import device_lease, release_device
 from wow_core.machine import resolve_dtype
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # CPO and ORPO live in trl.experimental
@@ -183,14 +182,12 @@ def train_adapter(base_path: str, pairs: pd.DataFrame, config: TrainConfig, out:
     """
     if len(pairs) < 2:
         raise ValueError(f"a preference set needs at least 2 pairs to train and hold out, got {len(pairs)}")
-    # On a GPU an engine keeps its share of the memory for its life: wait until no engine call is in
-    # flight, stop the engines on this device (they start again when next asked) and hold it, or the
-    # training runs out of memory. On the CPU they share the machine's memory and stay up.
+    # Wait until no engine call is in flight on this device and hold it (engines.DeviceLease). On a GPU
+    # an engine keeps its share of the memory for its life: stop the engines there (they start again
+    # when next asked), or the training runs out of memory. On the CPU they stay up, idle.
     on_gpu = device.startswith("cuda")
     dtype = resolve_dtype(dtype, device)
-    # On the CPU, the cores the running engines leave (engines.cpu_share).
-    with device_lease(device).exclusive() if on_gpu else contextlib.nullcontext(), DEVICE_LOCK, \
-            contextlib.nullcontext() if on_gpu else cpu_share():
+    with device_lease(device).exclusive(), DEVICE_LOCK:
         for stopped in release_device(device) if on_gpu else []:
             if log is not None:
                 log({"released": stopped})

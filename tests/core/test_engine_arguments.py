@@ -15,34 +15,16 @@ def test_a_key_that_starts_with_a_dash_is_still_the_keys_value():
     assert parsed.api_key == key
 
 
-def test_a_cpu_engine_computes_on_half_the_cores_and_schedules_by_priority(monkeypatch):
+def test_a_cpu_engine_computes_on_every_core_with_passive_waits_and_schedules_by_priority(monkeypatch):
     import wow_core.engines as engines
     monkeypatch.setattr(engines.os, "sched_getaffinity", lambda pid: {0, 1})
     args, env = server_arguments(EngineSpec(model="/models/m"), 8000, "k", "127.0.0.1")
-    assert env["OMP_NUM_THREADS"] == "1"      # 2 cores: one for the engine, one for the rest of the run
+    assert env["OMP_NUM_THREADS"] == "2" and env["OMP_WAIT_POLICY"] == "PASSIVE"
     assert args[args.index("--scheduling-policy") + 1] == "priority"
     # vLLM's own binding variables do nothing under the "uni" executor: none is set.
     assert not {k for k in env if k.startswith("VLLM_CPU_OMP")}
-    monkeypatch.setattr(engines.os, "sched_getaffinity", lambda pid: set(range(16)))
-    assert server_arguments(EngineSpec(model="/models/m"), 8000, "k", "127.0.0.1")[1]["OMP_NUM_THREADS"] == "8"
-    assert server_arguments(EngineSpec(model="/models/m", cpu_threads=3), 8000, "k", "127.0.0.1")[1][
-        "OMP_NUM_THREADS"] == "3"
+    assert server_arguments(EngineSpec(model="/models/m", cpu_threads=1), 8000, "k", "127.0.0.1")[1][
+        "OMP_NUM_THREADS"] == "1"
     # A GPU engine sets no CPU threads.
     assert "OMP_NUM_THREADS" not in server_arguments(EngineSpec(model="/models/m", device="cuda"), 8000, "k",
                                                      "127.0.0.1")[1]
-
-
-def test_torch_in_this_process_takes_the_cores_the_cpu_engines_leave(monkeypatch):
-    import torch
-
-    import wow_core.engines as engines
-    monkeypatch.setattr(engines.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
-    before = torch.get_num_threads()
-    with engines.cpu_share():
-        assert torch.get_num_threads() == 4   # no engine runs
-    running = engines.VLLMServer(EngineSpec(model="/models/m", cpu_threads=3), python="python")
-    running.process = type("Alive", (), {"poll": lambda self: None})()
-    monkeypatch.setitem(engines._engines, running.spec, running)
-    with engines.cpu_share():
-        assert torch.get_num_threads() == 1
-    assert torch.get_num_threads() == before

@@ -21,7 +21,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 from wow_core import progress
 from wow_core.backends.base import Conversation
 from wow_core.config import TransformersModel
-from wow_core.engines import cpu_share
+from wow_core.engines import device_lease
 from wow_core.machine import resolve_dtype
 from wow_core.records import Generation
 
@@ -214,8 +214,9 @@ class TransformersBackend:
                   top_p: float, max_new_tokens: int, seed: int) -> list[list[Generation]]:
         prompts = [self._encode(c) for c in conversations]
         results: list[list[Generation]] = [[] for _ in prompts]
+        # On the CPU, the cores in turn with the engines (engines.DeviceLease), then the model.
         on_cpu = self.device.type == "cpu"
-        with DEVICE_LOCK, cpu_share() if on_cpu else contextlib.nullcontext():
+        with device_lease("cpu").exclusive() if on_cpu else contextlib.nullcontext(), DEVICE_LOCK:
             for b, batch in enumerate(self._plan([len(p) for p in prompts], n)):
                 torch.manual_seed(seed * 1_000_003 + b)  # reproducible for the same inputs and batch size
                 gens = self._run([prompts[i] for i, _ in batch], [c for _, c in batch], sample,

@@ -115,10 +115,8 @@ class VLLMBackend:
                                               alive=engine.healthy, vllm=True))
 
     def _call(self, ask):
-        """`ask(client)` against the engine; restarts a dead engine once and asks again. On a GPU the
-        call holds the device's shared lease, so that no training takes the memory under it."""
-        if not self.spec.on_gpu:
-            return self._ask(ask)
+        """`ask(client)` against the engine; restarts a dead engine once and asks again. The call holds
+        the device's shared lease, so that no training takes the memory (GPU) or the cores (CPU) under it."""
         with device_lease(self.spec.device).shared():
             return self._ask(ask)
 
