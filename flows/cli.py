@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "profile":
         from flows.deploy import require_server
-        from flows.profile import flow_run_profile
+        from flows.stage_times import flow_run_profile
         require_server()
         print(flow_run_profile(args.flow_run_id))
         return 0
@@ -244,7 +244,7 @@ def _run_flow(flow: str, config, temporary: bool) -> int:
     # Where the time went, from the task runs the server recorded. The temporary server stops when this
     # process ends: let it write the last task states first (on a cached rerun most are still queued).
     # Best effort: the run's result comes first.
-    from flows.profile import flow_run_profile
+    from flows.stage_times import flow_run_profile
     try:
         profile = flow_run_profile(state.state_details.flow_run_id, settle_s=30 if temporary else 5)
     except Exception as err:  # noqa: BLE001

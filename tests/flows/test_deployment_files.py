@@ -1,6 +1,8 @@
 """deployments/prefect.yaml without a server: every grid deployment names a flow whose one parameter
 is the config, and the default that the build steps make from a config file fills that flow's form;
 the unit deployments take a config and a batch from the grid that starts them."""
+import sys
+
 import yaml
 from prefect.flows import load_flow_from_entrypoint
 from prefect.utilities.callables import parameter_schema
@@ -46,3 +48,14 @@ def test_nightly_grid_runs_the_paper_config_with_its_model_work_on_the_gpu_worke
     assert config["store"] == "s3://wow-artifacts/paper"
     assert config["execution"] == {"workers": "auto", "deployment": "unit/gpu", "max_attempts": 3}
     assert [s["cron"] for s in nightly["schedules"]] == ["0 2 * * *"]
+
+
+def test_no_module_beside_an_entrypoint_hides_a_standard_library_module():
+    # Loading an entrypoint puts its folder first on sys.path: a flows/profile.py once made torch's
+    # `import cProfile` find it instead of the standard library's `profile`, and every model load in a
+    # deployed flow run failed.
+    spec = yaml.safe_load(PREFECT_YAML.read_text())
+    folders = {(ROOT / d["entrypoint"].split(":")[0]).parent for d in spec["deployments"]}
+    hiding = sorted(f"{p.relative_to(ROOT)}" for folder in folders for p in folder.iterdir()
+                    if p.stem in sys.stdlib_module_names and (p.suffix == ".py" or (p / "__init__.py").exists()))
+    assert folders == {ROOT / "flows"} and hiding == []

@@ -45,7 +45,7 @@ def render(rows: list[StageTime], total_s: float) -> str:
     """A markdown table of `stage_times`, minutes and seconds."""
     def clock(seconds: float) -> str:
         return f"{int(seconds // 60)}:{seconds % 60:04.1f}" if seconds == seconds else "-"
-    lines = [f"Where the time went (flow run {clock(total_s)}; stages overlap, see flows/profile.py):", "",
+    lines = [f"Where the time went (flow run {clock(total_s)}; stages overlap, see flows/stage_times.py):", "",
              "| stage | task runs | cached | first started | last ended | summed run time |",
              "|---|---|---|---|---|---|"]
     lines += [f"| {r.stage} | {r.tasks} | {r.cached} | {clock(r.first_start_s)} | {clock(r.last_end_s)} | "

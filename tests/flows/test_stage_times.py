@@ -2,7 +2,7 @@
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
-from flows.profile import render, stage_times
+from flows.stage_times import render, stage_times
 
 T0 = datetime(2026, 12, 7, 16, 0, tzinfo=timezone.utc)
 
