@@ -12,12 +12,13 @@ from prefect import Task, flow, get_run_logger
 from prefect.futures import PrefectFuture
 
 from flows.artifacts import publish_alignment
-from flows.elicit import (Elicitation, checked_config, model_units, proxy_judge, run_name, say_precision,
-                          store_access, submit_elicitation, with_cache_records)
+from flows.elicit import Elicitation, proxy_judge, submit_elicitation
 from flows.rounds import submit_rounds
-from flows.units import UnitCall, Units, report_loads
+from flows.runtime import checked_config, run_name, run_tasks, say_precision, store_access
+from flows.units import UnitCall, Units, model_units, report_loads
 from tasks.stages import build_alignment_report, build_preference_set, join_samples, split_heldout
 from wow_core.config import ExperimentConfig
+from wow_core.methods import JudgeMethod
 from wow_core.store import Store
 
 
@@ -65,7 +66,7 @@ class HeldOut:
 def submit_alignment(config: ExperimentConfig, elicitation: Elicitation, units: Units) -> Alignment:
     """Submit the alignment graph of `config` on top of `elicitation`."""
     a, store = config.alignment, config.store
-    split_t, pref_t, join_t, report_t = with_cache_records(
+    split_t, pref_t, join_t, report_t = run_tasks(
         [split_heldout, build_preference_set, join_samples, build_alignment_report], store)
     by_tag = {d.tag: d for d in config.datasets}
     trained_on = a.datasets or list(by_tag)
@@ -91,10 +92,10 @@ def submit_alignment(config: ExperimentConfig, elicitation: Elicitation, units: 
         for tag in trained_on:
             for spec in a.preference_sets:
                 evaluator = (spec.evaluator or name) if spec.judged else None
-                judge_method = ("pairwise" if spec.method.startswith("pairwise") else spec.method) if spec.judged else None
+                judge_method = JudgeMethod.read_by(spec.method)
                 generators = [name] if spec.source == "self" else config.generators
                 sources = [{"generator": g, "samples_uri": elicitation.samples[(tag, g)],
-                            "judgments_uri": elicitation.judgments[(tag, g, evaluator, judge_method)] if evaluator else None}
+                            "judgments_uri": elicitation.judgments[(tag, g, evaluator, str(judge_method))] if evaluator else None}
                            for g in generators]
                 set_tag = spec.tag(evaluator)
                 label = f"{tag}.{name}.{set_tag}"

@@ -133,9 +133,10 @@ def main(argv: list[str] | None = None) -> int:
         return trigger(f"{args.flow}/{args.deployment}", config,
                        env={S3_SECRET_BLOCK_ENV: args.s3_secret} if args.s3_secret else None)
 
+    from flows.runtime import RETRY_DELAYS_ENV, S3SecretError, io_retries, s3_secret_env
     try:
-        from flows.elicit import S3SecretError, s3_secret_env
-    except ValueError as err:  # the tasks read their settings from the environment when imported
+        io_retries(os.environ.get(RETRY_DELAYS_ENV))  # what every flow run reads again when it starts
+    except ValueError as err:
         return _fail(err, 2, args.debug)
     if not args.debug:  # Prefect is imported and its logging set up: one line per failure, not three tracebacks
         from flows.console import hide_run_tracebacks
@@ -259,7 +260,7 @@ def _run_flow(flow: str, config, temporary: bool) -> int:
             shown[kind] = uris
             shown |= {title: uris[key] for key, title in COMPANION_REPORTS.items() if key in uris}
     from flows.artifacts import precision_preface
-    from flows.elicit import precision_notes
+    from flows.runtime import precision_notes
     print(precision_preface(precision_notes(config)), end="")
     for uris in shown.values():
         print(store.read_text(uris["md"]) + "\n")

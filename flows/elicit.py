@@ -3,144 +3,23 @@
 Fans out per dataset x generator for sampling (in question shards, so a crash loses at most one
 shard) and per dataset x generator x evaluator x method for judging, then joins into one report.
 """
-import hashlib
 import logging
-import os
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import fsspec
 from prefect import flow, get_run_logger
-from prefect.blocks.system import Secret
-from prefect.context import FlowRunContext
 from prefect.exceptions import MissingContextError
 from prefect.futures import PrefectFuture
-from prefect.runtime import flow_run as prefect_flow_run
-from prefect.filesystems import RemoteFileSystem
 
 from flows.artifacts import publish_elicitation
-from flows.deploy import S3_SECRET_BLOCK_ENV
-from flows.units import UnitCall, Units, batches_per_model, report_loads
-from tasks.stages import (UNIT_TASKS, build_budget_report, build_leaderboard, build_report, ensemble_pairs,
-                          join_samples, make_questions, method_pairs)
-from wow_core.config import DatasetConfig, ExperimentConfig, ModelConfig, parse_config
+from flows.runtime import checked_config, run_name, run_tasks, say_precision, store_access
+from flows.units import UnitCall, Units, model_units, report_loads
+from tasks.stages import (build_budget_report, build_leaderboard, build_report, ensemble_pairs, join_samples,
+                          make_questions, method_pairs)
+from wow_core.config import DatasetConfig, ExperimentConfig, ModelConfig
 from wow_core.datasets import get_dataset
 from wow_core.elicit import SELF_SIGNALS
-from wow_core.machine import precision_note
 from wow_core.report import SELF
-from wow_core.store import Store, StoreUnreachable, storage_options
-
-
-def with_cache_records(tasks: list, store: str) -> list:
-    """Keep Prefect's cache records inside the store, so every worker and later run finds them and
-    deleting the store forgets them too.
-
-    The store's `_prefect/` holds whole records (result and metadata in one file) as the tasks' result
-    storage. Whole, because a record whose result lies elsewhere (Prefect's default: the metadata in
-    the cache policy's key storage, the result under the writer's own $PREFECT_HOME) fails the task
-    when another worker, user or home reads it, where an unreadable whole record is only a cache miss.
-    A local folder goes in as a path; an object store through a RemoteFileSystem block, because
-    Prefect accepts only a saved block there. The block holds the bucket path and timeouts, never
-    credentials (s3fs reads those from the environment)."""
-    tasks = [t.with_options(on_failure=[_remember_failure]) for t in tasks]
-    if "://" not in store:
-        records = Path(store).expanduser().resolve() / "_prefect"
-        return [t.with_options(result_storage=records) for t in tasks]
-    url = f"{store.rstrip('/')}/_prefect"
-    records = RemoteFileSystem(basepath=url, settings=storage_options(url))
-    records.save(f"wow-records-{hashlib.sha256(url.encode()).hexdigest()[:16]}", overwrite=True)
-    return [t.with_options(result_storage=records) for t in tasks]
-
-
-# Flow run id -> the exceptions its tasks finally failed with (after their retries), in order.
-_TASK_FAILURES: dict = {}
-
-
-def _remember_failure(task, task_run, state) -> None:
-    """on_failure hook (runs in the flow's process: the default thread-pool task runner)."""
-    error = getattr(state.data, "result", state.data)  # a result record around the exception, or the exception
-    if isinstance(error, BaseException):
-        _TASK_FAILURES.setdefault(task_run.flow_run_id, []).append(error)
-
-
-# The keys of the JSON value of the Prefect Secret block named by $WOW_S3_SECRET_BLOCK (or `wow run
-# --s3-secret NAME`), and the standard AWS variable, read by botocore, that each fills.
-S3_SECRET_KEYS = {"aws_access_key_id": "AWS_ACCESS_KEY_ID", "aws_secret_access_key": "AWS_SECRET_ACCESS_KEY",
-                  "aws_session_token": "AWS_SESSION_TOKEN", "endpoint_url": "AWS_ENDPOINT_URL",
-                  "region": "AWS_DEFAULT_REGION"}
-
-
-class S3SecretError(ValueError):
-    """The named Secret block is missing or malformed (the message names keys, never values)."""
-
-
-def s3_credentials(block: str) -> dict[str, str]:
-    """The AWS variables from Prefect Secret block `block`: its JSON value's keys are those of
-    S3_SECRET_KEYS (aws_access_key_id and aws_secret_access_key required)."""
-    try:
-        value = Secret.load(block).get()
-    except ValueError as err:
-        raise S3SecretError(f"{S3_SECRET_BLOCK_ENV}: no Prefect Secret block '{block}' ({err})") from None
-    if not isinstance(value, dict):
-        raise S3SecretError(f"Prefect Secret block '{block}' must hold a JSON object with keys among "
-                            f"{sorted(S3_SECRET_KEYS)}")
-    if unknown := sorted(set(value) - set(S3_SECRET_KEYS)):
-        raise S3SecretError(f"Prefect Secret block '{block}': unknown key(s) {unknown}; known: {sorted(S3_SECRET_KEYS)}")
-    if missing := [k for k in ("aws_access_key_id", "aws_secret_access_key") if not value.get(k)]:
-        raise S3SecretError(f"Prefect Secret block '{block}': missing {missing}")
-    return {S3_SECRET_KEYS[k]: str(v) for k, v in value.items() if v}
-
-
-@contextmanager
-def s3_secret_env(store: str):
-    """For an s3:// store with $WOW_S3_SECRET_BLOCK set: the Secret block's values as this process's AWS
-    variables while the block runs (tasks run in the flow's threads; botocore, the store and Prefect's
-    cache records all read them: one path for credentials), restored afterwards."""
-    block = os.environ.get(S3_SECRET_BLOCK_ENV)
-    variables = s3_credentials(block) if block and store.startswith(("s3://", "s3a://")) else {}
-    saved = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
-    _forget_s3_clients(variables)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        _forget_s3_clients(variables)
-
-
-def _forget_s3_clients(changed: dict) -> None:
-    """fsspec hands out one cached S3 filesystem per set of options, with the endpoint and credentials
-    it was made with: after the variables change, the next store must make a new one."""
-    if changed:
-        fsspec.get_filesystem_class("s3").clear_instance_cache()
-
-
-@contextmanager
-def store_access(store: str):
-    """A flow body's access to its store: credentials from a Secret block (`s3_secret_env`), and a
-    clear error. When the flow fails because a task could not reach the store, it fails with that
-    task's StoreUnreachable (the store, the artifact, the client's error) rather than Prefect's
-    UnfinishedRun for the tasks downstream of it; likewise with the first failed task's own error."""
-    flow_run_id = FlowRunContext.get().flow_run.id
-    try:
-        with s3_secret_env(store):
-            yield
-    except StoreUnreachable:
-        raise
-    except Exception as err:
-        failures = _TASK_FAILURES.get(flow_run_id, [])
-        cause = next((f for f in failures if isinstance(f, StoreUnreachable)), failures[0] if failures else None)
-        if cause is None or cause is err:
-            raise
-        cause.__suppress_context__ = True  # the root cause, not the UnfinishedRun it led to
-        raise cause
-    finally:
-        _TASK_FAILURES.pop(flow_run_id, None)
+from wow_core.store import Store
 
 
 def proxy_judge(config: ExperimentConfig, ds: DatasetConfig, generator: str) -> ModelConfig | None:
@@ -180,51 +59,10 @@ class Elicitation:
         return {**uris, **{k: f.result() for k, f in companions.items() if f is not None}}
 
 
-def checked_config(config: ExperimentConfig | dict) -> ExperimentConfig:
-    """A flow's `config` parameter, validated as `wow validate` validates a file. The flows leave it to
-    this (`validate_parameters=False`): Prefect's own check fails the run just as early, but logs the
-    whole config and names no field; this names the field, e.g. a generator not in `models`."""
-    from wow_core.train import check_trainers
-    if not isinstance(config, ExperimentConfig):
-        config = parse_config(config, "flow parameter 'config'")
-    check_trainers(config, "flow parameter 'config'")
-    return config
-
-
-def precision_notes(config: ExperimentConfig) -> list[str]:
-    """One line per local model: the precision it runs in on this machine and why (wow_core/machine.py)."""
-    return [precision_note(m.name, m.dtype, m.device) for m in config.models if m.backend != "openai"]
-
-
-def say_precision(config: ExperimentConfig) -> list[str]:
-    """Log `precision_notes` once, at the start of a flow run; returns them for its reports."""
-    notes = precision_notes(config)
-    for note in notes:
-        get_run_logger().info("precision: %s", note)
-    return notes
-
-
-def run_name(flow: str):
-    """A flow run's name, the flow's and the config's (`grid · paper`), from its raw parameters."""
-    def name() -> str:
-        config = prefect_flow_run.parameters.get("config")
-        label = config.name if isinstance(config, ExperimentConfig) else (config or {}).get("name", "?")
-        return f"{flow} · {label}"
-    return name
-
-
-def model_units(config: ExperimentConfig) -> Units:
-    """The submitter of `config`'s model-bound tasks (here, or as batches on workers: flows/units.py),
-    with the store's cache records."""
-    names = list(UNIT_TASKS)
-    return Units(config, dict(zip(names, with_cache_records(list(UNIT_TASKS.values()), config.store))),
-                 batches_per_model(config))
-
-
 def submit_elicitation(config: ExperimentConfig, units: Units) -> Elicitation:
     """Submit the elicitation grid of `config`; its futures resolve as the tasks finish."""
     store = config.store
-    q_task, join_task, pairs_task, ensemble_task, report_task, leaderboard_task, budget_task = with_cache_records(
+    q_task, join_task, pairs_task, ensemble_task, report_task, leaderboard_task, budget_task = run_tasks(
         [make_questions, join_samples, method_pairs, ensemble_pairs, build_report, build_leaderboard,
          build_budget_report], store)
     out = Elicitation()
@@ -251,8 +89,7 @@ def submit_elicitation(config: ExperimentConfig, units: Units) -> Elicitation:
 
     # Judging: every evaluator's verdicts on every generator's answers, as the evaluator's units.
     j = config.judge
-    judge_methods = (["pairwise"] if "pairwise" in j.methods else []) + \
-        ([f"score_k{k}" for k in j.score_k] if "score" in j.methods else [])
+    judge_methods = j.judge_methods
     for ev in config.evaluators:
         keys, calls = [], []
         for ds in config.datasets:
@@ -260,9 +97,9 @@ def submit_elicitation(config: ExperimentConfig, units: Units) -> Elicitation:
                 base = dict(samples_uri=out.samples[(ds.tag, gen)], dataset=ds.name, model=config.model(ev),
                             judge_config=j, store=store)
                 for judge_method in judge_methods:
-                    keys.append((ds.tag, gen, ev, judge_method))
-                    calls.append(UnitCall("judge_pairwise", base) if judge_method == "pairwise"
-                                 else UnitCall("judge_score", {**base, "k": int(judge_method[7:])}))
+                    keys.append((ds.tag, gen, ev, str(judge_method)))
+                    calls.append(UnitCall("judge_pairwise", base) if judge_method.kind == "pairwise"
+                                 else UnitCall("judge_score", {**base, "k": judge_method.k}))
         out.judgments.update(zip(keys, units.map(ev, "judge", calls)))
 
     # Budget-aware judging: each pick's pairs at the largest budget, as the evaluator's units too.
@@ -296,7 +133,7 @@ def submit_elicitation(config: ExperimentConfig, units: Units) -> Elicitation:
                                 "pairs_uri": pairs_task.submit(method, samples_uri, None, ds.name, label, store,
                                                                j.protocol)})
             for ev in config.evaluators:
-                for judge_method in judge_methods:
+                for judge_method in map(str, judge_methods):
                     uri = out.judgments[(ds.tag, gen, ev, judge_method)]
                     judges.append({"dataset": ds.tag, "generator": gen, "evaluator": ev, "method": judge_method,
                                    "uri": uri})

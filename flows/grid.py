@@ -3,8 +3,9 @@ from prefect import flow, get_run_logger
 
 from flows.align import submit_alignment
 from flows.artifacts import publish_alignment, publish_elicitation
-from flows.elicit import checked_config, model_units, run_name, say_precision, store_access, submit_elicitation
-from flows.units import report_loads
+from flows.elicit import submit_elicitation
+from flows.runtime import checked_config, run_name, say_precision, store_access
+from flows.units import model_units, report_loads
 from wow_core.config import ExperimentConfig
 from wow_core.store import Store
 

@@ -10,11 +10,13 @@ one after another.
 """
 from prefect.futures import PrefectFuture
 
-from flows.elicit import Elicitation, proxy_judge, with_cache_records
+from flows.elicit import Elicitation, proxy_judge
+from flows.runtime import run_tasks
 from flows.units import UnitCall, Units
 from tasks.stages import build_preference_set, build_rounds_report, join_samples, training_questions
 from wow_core import evaluate
 from wow_core.config import ExperimentConfig
+from wow_core.methods import JudgeMethod
 
 
 def submit_rounds(config: ExperimentConfig, elicitation: Elicitation, units: Units, heldout, base_answers: dict,
@@ -26,14 +28,14 @@ def submit_rounds(config: ExperimentConfig, elicitation: Elicitation, units: Uni
     grid points (with their held-out `samples`); `adapted`: (model, tag, set tag, grid point) -> the
     adapted model's config."""
     a, store, rounds = config.alignment, config.store, config.alignment.rounds
-    questions_t, join_t, pref_t, report_t = with_cache_records(
+    questions_t, join_t, pref_t, report_t = run_tasks(
         [training_questions, join_samples, build_preference_set, build_rounds_report], store)
     spec = a.preference_sets[rounds.preference_set]
     by_tag = {d.tag: d for d in config.datasets}
     chains, stopped = [], []
     for name in config.aligned_models():
         evaluator = (spec.evaluator or name) if spec.judged else None
-        judge_method = ("pairwise" if spec.method.startswith("pairwise") else spec.method) if spec.judged else None
+        judge_method = JudgeMethod.read_by(spec.method)
         set_tag = spec.tag(evaluator)
         for tag in a.datasets or list(by_tag):
             ds = by_tag[tag]
@@ -66,8 +68,8 @@ def submit_rounds(config: ExperimentConfig, elicitation: Elicitation, units: Uni
                 if evaluator:
                     arguments = dict(samples_uri=samples, dataset=ds.name, model=config.model(evaluator),
                                      judge_config=config.judge, store=store)
-                    call = UnitCall("judge_pairwise", arguments) if judge_method == "pairwise" else \
-                        UnitCall("judge_score", {**arguments, "k": int(judge_method[7:])})
+                    call = UnitCall("judge_pairwise", arguments) if judge_method.kind == "pairwise" else \
+                        UnitCall("judge_score", {**arguments, "k": judge_method.k})
                     [judgments] = units.map(evaluator, "judge", [call])
                 source = {"generator": model.name, "samples_uri": samples, "judgments_uri": judgments}
                 sources = [*sources, source] if rounds.init == "base" else [source]

@@ -33,6 +33,8 @@ from prefect.deployments import run_deployment
 from prefect.futures import PrefectFuture
 from pydantic import BaseModel, Field, TypeAdapter
 
+from flows.runtime import checked_config, run_tasks, store_access
+from tasks.stages import UNIT_TASKS
 from wow_core.config import ExperimentConfig
 from wow_core.machine import precision_note
 from wow_core.store import Store, content_key, jsonable
@@ -201,6 +203,13 @@ def batches_per_model(config: ExperimentConfig) -> int | None:
     return max(1, len(online))
 
 
+def model_units(config: ExperimentConfig) -> Units:
+    """The submitter of `config`'s model-bound tasks (here, or as batches on workers), as this run
+    submits tasks (`run_tasks`)."""
+    return Units(config, dict(zip(UNIT_TASKS, run_tasks(list(UNIT_TASKS.values()), config.store))),
+                 batches_per_model(config))
+
+
 def report_loads(units: Units) -> dict:
     """Log how many models the grid loaded and where its batches ran; with batches, also a table
     artifact of them. Returns {model_loads, engine_starts, batches}."""
@@ -279,11 +288,9 @@ def exit_with_worker() -> None:
 @flow(name="unit", validate_parameters=False, log_prints=True)
 def unit(config: ExperimentConfig, batch: UnitBatch) -> str:
     """Run one batch of model-bound units of a grid on this worker (started by the grid; see flows/units.py)."""
-    from flows.elicit import checked_config, store_access, with_cache_records
+    from wow_core import backends, engines
     config = checked_config(config)
     batch = batch if isinstance(batch, UnitBatch) else UnitBatch.model_validate(batch)
-    from tasks.stages import UNIT_TASKS
-    from wow_core import backends, engines
     exit_with_worker()
     started = time.time()
     logger = get_run_logger()
@@ -291,7 +298,7 @@ def unit(config: ExperimentConfig, batch: UnitBatch) -> str:
     if model.backend != "openai":
         logger.info("precision: %s", precision_note(model.name, model.dtype, model.device))
     with store_access(config.store):
-        tasks = dict(zip(UNIT_TASKS, with_cache_records(list(UNIT_TASKS.values()), config.store)))
+        tasks = dict(zip(UNIT_TASKS, run_tasks(list(UNIT_TASKS.values()), config.store)))
         results, groups = [], []
         for u in batch.units:  # consecutive calls of one group run together, groups in order
             if not groups or u.group is None or u.group != groups[-1][0]:

@@ -2,7 +2,6 @@
 function, writes its artifact explicitly (Prefect's own result commit does not retry storage errors)
 and returns the artifact's URI. Model work carries the `model` tag (a filter in the UI's task list)."""
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -13,57 +12,14 @@ from prefect import get_run_logger, task
 from tasks.cache import ArtifactKey, stage_key
 from tasks.progress import task_progress
 from wow_core import budget, elicit, evaluate, judge, leaderboard, pairs, preference_dataset, report, sample, train
-from wow_core.backends import ModelLoadError, get_backend
+from wow_core.backends import get_backend
 from wow_core.backends.base import BUDGET_JUDGMENTS, JUDGMENTS, request_priority
 from wow_core.backends.transformers_backend import resolve_model_path
 from wow_core.config import (DatasetConfig, JudgeConfig, ModelConfig, PreferenceSetConfig, SamplingConfig,
                              TrainConfig)
-from wow_core.datasets import DataError, get_dataset
+from wow_core.datasets import get_dataset
+from wow_core.methods import JudgeMethod
 from wow_core.store import Store
-
-RETRY_DELAYS_ENV = "WOW_STORE_RETRY_DELAYS"
-MAX_RETRIES = 50  # Prefect's own limit on retry delays
-MAX_RETRY_DELAY = 24 * 3600.0  # a longer wait is a typo ("inf", "1e400"), not a plan
-
-
-def io_retries(value: str | None) -> dict:
-    """Prefect retry options from $WOW_STORE_RETRY_DELAYS: the seconds before each retry of a task,
-    comma-separated ("2,10,20", the default; "" for none).
-
-    Each store call already retries for ~4-9 s (botocore); with the default a task outlives a ~40 s
-    outage of the object store, and fails about 70 s into one that lasts (docs/operations-storage.md).
-
-    Raises:
-        ValueError: a delay that is not a number >= 0, naming the variable.
-    """
-    if value is None:
-        return dict(retries=3, retry_delay_seconds=[2, 10, 20], retry_condition_fn=not_a_model_error)
-    try:
-        delays = [float(d) for d in value.split(",") if d.strip()]
-    except ValueError:
-        delays = [-1.0]
-    if len(delays) > MAX_RETRIES or not all(0 <= d <= MAX_RETRY_DELAY for d in delays):  # also refuses nan
-        raise ValueError(f"{RETRY_DELAYS_ENV}={value!r}: expected up to {MAX_RETRIES} delays of 0 to "
-                         f"{MAX_RETRY_DELAY:.0f} seconds before each retry, comma-separated, e.g. '2,10,20' "
-                         "(or '' for no retries)")
-    return dict(retries=len(delays), retry_delay_seconds=delays, retry_condition_fn=not_a_model_error)
-
-
-def not_a_model_error(task, task_run, state) -> bool:
-    """Retry what may pass (the store, a network); a model that could not load will not load on retry,
-    nor will a malformed dataset file parse."""
-    try:
-        state.result()
-    except (ModelLoadError, DataError):
-        return False
-    except BaseException:
-        return True
-    return True
-
-
-# Read when the worker imports the tasks, so a worker's environment sets its own.
-IO_RETRIES = io_retries(os.environ.get(RETRY_DELAYS_ENV))
-
 
 # Task run names say the stage, dataset, model and method (the UI's task list and graph show them).
 RUN_NAMES = {
@@ -97,7 +53,7 @@ def _done(store: Store, uri: str) -> bool:
 
 
 @task(cache_policy=ArtifactKey(stage="questions"),
-      task_run_name=RUN_NAMES["make_questions"], **IO_RETRIES)
+      task_run_name=RUN_NAMES["make_questions"])
 def make_questions(dataset_config: DatasetConfig, store: str) -> dict:
     """Generate or load a dataset's questions; returns {uri, n}."""
     key = stage_key("questions", locals())
@@ -109,7 +65,7 @@ def make_questions(dataset_config: DatasetConfig, store: str) -> dict:
 
 
 @task(cache_policy=ArtifactKey(stage="sample"), tags=["model"],
-      task_run_name=RUN_NAMES["sample_shard"], **IO_RETRIES)
+      task_run_name=RUN_NAMES["sample_shard"])
 def sample_shard(questions_uri: str, start: int, stop: int, dataset: str, model: ModelConfig,
                  sampling: SamplingConfig, store: str, judge_model: ModelConfig | None = None) -> str:
     """Sample and label answers for questions [start, stop) of a question table; `judge_model` labels
@@ -127,7 +83,7 @@ def sample_shard(questions_uri: str, start: int, stop: int, dataset: str, model:
 
 
 @task(cache_policy=ArtifactKey(stage="samples"),
-      task_run_name=RUN_NAMES["join_samples"], **IO_RETRIES)
+      task_run_name=RUN_NAMES["join_samples"])
 def join_samples(shard_uris: list[str], dataset: str, generator: str, store: str) -> str:
     """One samples table per (dataset, generator) from its shards."""
     key = stage_key("samples", locals())
@@ -148,7 +104,7 @@ BUDGET_UNREAD = {"judge_config": PAIRWISE_UNREAD["judge_config"] | {"max_pairs_p
 
 
 @task(cache_policy=ArtifactKey(stage="judge", unread=PAIRWISE_UNREAD), tags=["model"],
-      task_run_name=RUN_NAMES["judge_pairwise"], **IO_RETRIES)
+      task_run_name=RUN_NAMES["judge_pairwise"])
 def judge_pairwise(samples_uri: str, dataset: str, model: ModelConfig, judge_config: JudgeConfig, store: str) -> str:
     """The evaluator's pairwise verdicts on the WoW pairs, both orders."""
     key = stage_key("judge", locals(), PAIRWISE_UNREAD)
@@ -162,7 +118,7 @@ def judge_pairwise(samples_uri: str, dataset: str, model: ModelConfig, judge_con
 
 
 @task(cache_policy=ArtifactKey(stage="judge_budget", unread=BUDGET_UNREAD), tags=["model"],
-      task_run_name=RUN_NAMES["judge_budget"], **IO_RETRIES)
+      task_run_name=RUN_NAMES["judge_budget"])
 def judge_budget(samples_uri: str, dataset: str, model: ModelConfig, judge_config: JudgeConfig, pick: str,
                  calls: int, seed: int, store: str) -> str:
     """The evaluator's pairwise verdicts, both orders, on the first `calls` // 2 WoW pairs of `pick`'s
@@ -180,13 +136,13 @@ def judge_budget(samples_uri: str, dataset: str, model: ModelConfig, judge_confi
 
 
 @task(cache_policy=ArtifactKey(stage="judge", unread=SCORE_UNREAD), tags=["model"],
-      task_run_name=RUN_NAMES["judge_score"], **IO_RETRIES)
+      task_run_name=RUN_NAMES["judge_score"])
 def judge_score(samples_uri: str, dataset: str, model: ModelConfig, k: int, judge_config: JudgeConfig,
                 store: str) -> str:
     """The evaluator's 0-5 scores of the wrong answers, k per prompt."""
     key = stage_key("judge", locals(), SCORE_UNREAD)
     s = Store(store)
-    uri = s.uri("judgments", f"{dataset}.{model.name}.score_k{k}", key, "parquet")
+    uri = s.uri("judgments", f"{dataset}.{model.name}.{JudgeMethod('score', k)}", key, "parquet")
     if not _done(s, uri):
         with task_progress(), request_priority(JUDGMENTS):
             table = judge.score_judgments(s.read_table(samples_uri), get_backend(model), judge_config, k)
@@ -195,7 +151,7 @@ def judge_score(samples_uri: str, dataset: str, model: ModelConfig, k: int, judg
 
 
 @task(cache_policy=ArtifactKey(stage="pairs"),
-      task_run_name=RUN_NAMES["method_pairs"], **IO_RETRIES)
+      task_run_name=RUN_NAMES["method_pairs"])
 def method_pairs(method: str, samples_uri: str, judgments_uri: str | None, dataset: str, label: str,
                  store: str, protocol: str = "wow") -> str:
     """One method's verdict on every WoW pair it can judge, computed as `protocol` says."""
@@ -209,7 +165,7 @@ def method_pairs(method: str, samples_uri: str, judgments_uri: str | None, datas
 
 
 @task(cache_policy=ArtifactKey(stage="ensemble_pairs"),
-      task_run_name=RUN_NAMES["ensemble_pairs"], **IO_RETRIES)
+      task_run_name=RUN_NAMES["ensemble_pairs"])
 def ensemble_pairs(rule: str, method: str, samples_uri: str, judgments_uris: list[str], dataset: str, label: str,
                    store: str) -> str:
     """A judge ensemble's verdict on every WoW pair it can judge: its members' judgments of `method` (one
@@ -224,7 +180,7 @@ def ensemble_pairs(rule: str, method: str, samples_uri: str, judgments_uris: lis
 
 
 @task(cache_policy=ArtifactKey(stage="report"),
-      task_run_name=RUN_NAMES["build_report"], **IO_RETRIES)
+      task_run_name=RUN_NAMES["build_report"])
 def build_report(name: str, entries: list[dict], samples: list[dict], judges: list[dict], margins: list[float],
                  confidence: float, store: str, protocol: str = "wow",
                  ensembles: dict[str, list[str]] | None = None) -> dict:
@@ -258,7 +214,7 @@ def build_report(name: str, entries: list[dict], samples: list[dict], judges: li
 
 
 @task(cache_policy=ArtifactKey(stage="leaderboard"),
-      task_run_name=RUN_NAMES["build_leaderboard"], **IO_RETRIES)
+      task_run_name=RUN_NAMES["build_leaderboard"])
 def build_leaderboard(name: str, entries: list[dict], judges: list[dict], ensembles: dict[str, list[str]],
                       confidence: float, store: str) -> dict:
     """The judge leaderboard (Parquet), its markdown and its plot (PNG); returns their URIs.
@@ -279,7 +235,7 @@ def build_leaderboard(name: str, entries: list[dict], judges: list[dict], ensemb
 
 
 @task(cache_policy=ArtifactKey(stage="budget_report"),
-      task_run_name=RUN_NAMES["build_budget_report"], **IO_RETRIES)
+      task_run_name=RUN_NAMES["build_budget_report"])
 def build_budget_report(name: str, entries: list[dict], budgets: list[int], confidence: float, store: str) -> dict:
     """Budget-aware judging: AccWoW and preference-set size against judge calls, per pick (Parquet,
     markdown, PNG); returns their URIs.
@@ -301,7 +257,7 @@ def build_budget_report(name: str, entries: list[dict], budgets: list[int], conf
 
 
 @task(cache_policy=ArtifactKey(stage="heldout"),
-      task_run_name=RUN_NAMES["split_heldout"], **IO_RETRIES)
+      task_run_name=RUN_NAMES["split_heldout"])
 def split_heldout(questions_uri: str, heldout_fraction: float, split_seed: int, dataset: str, store: str) -> dict:
     """Hold out a fixed share of a dataset's questions for evaluation: {train_ids, heldout_uri, n_heldout}."""
     key = stage_key("heldout", locals())
@@ -318,7 +274,7 @@ def split_heldout(questions_uri: str, heldout_fraction: float, split_seed: int, 
 
 
 @task(cache_policy=ArtifactKey(stage="train_questions"),
-      task_run_name=RUN_NAMES["training_questions"], **IO_RETRIES)
+      task_run_name=RUN_NAMES["training_questions"])
 def training_questions(questions_uri: str, train_ids: list[str], dataset: str, store: str) -> dict:
     """The training questions of a dataset (those outside its held-out split) as a question table, for
     a later round of iterative alignment to sample: {uri, n}."""
@@ -332,7 +288,7 @@ def training_questions(questions_uri: str, train_ids: list[str], dataset: str, s
 
 
 @task(cache_policy=ArtifactKey(stage="preference_set"),
-      task_run_name=RUN_NAMES["build_preference_set"], **IO_RETRIES)
+      task_run_name=RUN_NAMES["build_preference_set"])
 def build_preference_set(spec: PreferenceSetConfig, evaluator: str | None, sources: list[dict], train_ids: list[str],
                          max_pairs: int, seed: int, label: str, store: str) -> dict:
     """One preference set from the training questions' samples (and judgments) of its generators.
@@ -378,7 +334,7 @@ def build_preference_set(spec: PreferenceSetConfig, evaluator: str | None, sourc
 # redirected stdout, and Prefect's print patch would send every bytecode line to the run's log. The
 # trainer's records reach the log through `train_adapter(log=...)` instead.
 @task(cache_policy=ArtifactKey(stage="train"), tags=["model"], log_prints=False,
-      task_run_name=RUN_NAMES["train_grid_point"], **IO_RETRIES)
+      task_run_name=RUN_NAMES["train_grid_point"])
 def train_grid_point(preference: dict, model: ModelConfig, train_config: TrainConfig, label: str,
                      store: str) -> dict:
     """A LoRA adapter trained on one preference set ({uri, n_pairs}) with one grid point's settings; a
@@ -409,7 +365,7 @@ def train_grid_point(preference: dict, model: ModelConfig, train_config: TrainCo
 
 
 @task(cache_policy=ArtifactKey(stage="alignment_report"),
-      task_run_name=RUN_NAMES["build_alignment_report"], **IO_RETRIES)
+      task_run_name=RUN_NAMES["build_alignment_report"])
 def build_alignment_report(name: str, base: list[dict], runs: list[dict], untrained: list[dict], seed: int,
                            n_resamples: int, selection: str, store: str) -> dict:
     """Base-vs-aligned table (Parquet), markdown and reliability diagrams; returns their URIs.
@@ -458,7 +414,7 @@ UNIT_TASKS = {t.name: t for t in (sample_shard, judge_pairwise, judge_score, jud
 
 
 @task(cache_policy=ArtifactKey(stage="rounds_report"),
-      task_run_name=RUN_NAMES["build_rounds_report"], **IO_RETRIES)
+      task_run_name=RUN_NAMES["build_rounds_report"])
 def build_rounds_report(name: str, chains: list[dict], stopped: list[dict], seed: int, n_resamples: int,
                         confidence: float, store: str) -> dict:
     """The iterative-alignment report: table (Parquet), markdown and plot (PNG); returns their URIs.

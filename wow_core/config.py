@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from wow_core.methods import JudgeMethod
+
 Method = Literal["length", "consistency", "logits", "pairwise", "score"]
 ELICITATION_METHODS: tuple[str, ...] = get_args(Method)
 Backend = Literal["transformers", "vllm", "openai"]
@@ -286,9 +288,10 @@ class EnsembleConfig(_Strict):
 
     @model_validator(mode="after")
     def _rule_takes_method(self) -> "EnsembleConfig":
-        kind = "score_k<k>" if self.method.startswith("score_k") and self.method[7:].isdigit() else self.method
-        if kind not in ("pairwise", "score_k<k>"):
+        judge_method = JudgeMethod.of(self.method)
+        if judge_method is None:
             raise ValueError(f"`method` must be pairwise or score_k<k>, got {self.method!r}")
+        kind = "pairwise" if judge_method.kind == "pairwise" else "score_k<k>"
         if kind not in ENSEMBLE_RULE_METHODS[self.rule]:
             raise ValueError(f"`method`: rule {self.rule} combines {' or '.join(ENSEMBLE_RULE_METHODS[self.rule])} "
                              f"verdicts, got {self.method!r}")
@@ -377,6 +380,12 @@ class JudgeConfig(_Strict):
             raise ValueError(f"every k must be >= 1, got {ks}")
         return sorted(set(ks))
 
+    @property
+    def judge_methods(self) -> list[JudgeMethod]:
+        """The judge methods the grid asks every evaluator for: pairwise, then score for each k."""
+        return ([JudgeMethod("pairwise")] if "pairwise" in self.methods else []) + \
+            ([JudgeMethod("score", k) for k in self.score_k] if "score" in self.methods else [])
+
 
 class ReportConfig(_Strict):
     """The AccWoW report."""
@@ -448,7 +457,7 @@ class PreferenceSetConfig(_Strict):
     @field_validator("method")
     @classmethod
     def _known_method(cls, method: str) -> str:
-        if method in PREFERENCE_METHODS or (method.startswith("score_k") and method[7:].isdigit()):
+        if method in PREFERENCE_METHODS or JudgeMethod.of(method) is not None:
             return method
         raise ValueError(f"unknown preference method {method!r}; one of {', '.join(PREFERENCE_METHODS)}, score_k<k>")
 
@@ -462,7 +471,7 @@ class PreferenceSetConfig(_Strict):
 
     @property
     def judged(self) -> bool:
-        return self.method in JUDGE_PREFERENCE_METHODS or self.method.startswith("score_k")
+        return JudgeMethod.read_by(self.method) is not None
 
     def tag(self, evaluator: str | None) -> str:
         """Name in tables: method, margin, mix, source and judge, e.g. 'score_k1-top0.5+row.self.smollm2'."""
@@ -634,11 +643,13 @@ class ExperimentConfig(_Strict):
             if ps.judged and ps.evaluator is None and not set(a.models or self.generators[:1]) <= set(self.evaluators):
                 raise ValueError(f"`alignment.preference_sets.{i}`: {ps.method} is judged by the aligned model itself "
                                  "by default, which must then be in `evaluators` (or name an `evaluator`)")
-            needs = ("pairwise" if ps.method in JUDGE_PREFERENCE_METHODS else "score") if ps.judged else None
-            if needs and needs not in self.judge.methods:
-                raise ValueError(f"`alignment.preference_sets.{i}`: {ps.method} needs `judge.methods` to include {needs}")
-            if ps.method.startswith("score_k") and int(ps.method[7:]) not in self.judge.score_k:
-                raise ValueError(f"`alignment.preference_sets.{i}`: {ps.method} needs k={ps.method[7:]} in `judge.score_k`")
+            judge_method = JudgeMethod.read_by(ps.method)
+            if judge_method and judge_method.kind not in self.judge.methods:
+                raise ValueError(f"`alignment.preference_sets.{i}`: {ps.method} needs `judge.methods` to include "
+                                 f"{judge_method.kind}")
+            if judge_method and judge_method.kind == "score" and judge_method.k not in self.judge.score_k:
+                raise ValueError(f"`alignment.preference_sets.{i}`: {ps.method} needs k={judge_method.k} in "
+                                 "`judge.score_k`")
 
     @model_validator(mode="after")
     def _ensembles_named(self) -> "ExperimentConfig":
@@ -659,11 +670,11 @@ class ExperimentConfig(_Strict):
             unknown = [m for m in e.members if m not in self.evaluators]
             if unknown:
                 raise ValueError(f"{where}.members` names {unknown} that are not `evaluators` ({self.evaluators})")
-            needs = "pairwise" if e.method == "pairwise" else "score"
-            if needs not in self.judge.methods:
-                raise ValueError(f"{where}`: {e.method} verdicts need `judge.methods` to include {needs}")
-            if needs == "score" and int(e.method[7:]) not in self.judge.score_k:
-                raise ValueError(f"{where}`: {e.method} needs k={e.method[7:]} in `judge.score_k`")
+            judge_method = JudgeMethod.of(e.method)
+            if judge_method.kind not in self.judge.methods:
+                raise ValueError(f"{where}`: {e.method} verdicts need `judge.methods` to include {judge_method.kind}")
+            if judge_method.kind == "score" and judge_method.k not in self.judge.score_k:
+                raise ValueError(f"{where}`: {e.method} needs k={judge_method.k} in `judge.score_k`")
         return self
 
     @model_validator(mode="after")

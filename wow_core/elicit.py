@@ -13,10 +13,10 @@ metric.py; docs/methods.md, "The paper's protocol"): length in the generator's t
 over the extracted answers only, and the unfiltered pairwise judge on one order per pair (the answer
 with the lower index shown first) with an unparsed verdict counted as a miss.
 """
-import re
-
 import numpy as np
 import pandas as pd
+
+from wow_core.methods import JudgeMethod
 
 VERSION = 1
 
@@ -161,7 +161,8 @@ def ensemble_pairs(rule: str, method: str, samples: pd.DataFrame, members: list[
     """The verdict of a judge ensemble on every WoW pair it can judge (`PAIR_COLUMNS`): the members'
     judgments of `method` (pairwise or score_k<k>, one table per member) combined by `rule` (majority,
     mean_score, unanimous; docs/methods.md, "Judge ensembles"). The same under either protocol."""
-    kind = "score" if re.fullmatch(r"score_k\d+", method) else method
+    judge_method = JudgeMethod.of(method)
+    kind = judge_method.kind if judge_method else method
     if (rule, kind) not in ENSEMBLE_RULES:
         raise ValueError(f"No ensemble rule {rule!r} for method {method!r}. Available: "
                          + ", ".join(f"{r} of {m if m == 'pairwise' else 'score_k<k>'}" for r, m in ENSEMBLE_RULES))
@@ -187,7 +188,7 @@ def method_pairs(method: str, samples: pd.DataFrame, judgments: pd.DataFrame | N
         raise ValueError(f"method '{method}' needs the evaluator's judgments")
     if method in PAIRWISE_METHODS:
         return pairwise_pairs(pairs, judgments, filtered=method == "pairwise_filtered", protocol=protocol)
-    if re.fullmatch(r"score_k\d+", method):
+    if (judge_method := JudgeMethod.of(method)) and judge_method.kind == "score":
         return scored_pairs(pairs, judge_scores(judgments))
     raise ValueError(f"Unknown elicitation method '{method}'. Available: {', '.join(SELF_SIGNALS)}, "
                      "pairwise, pairwise_filtered, score_k<k>")

@@ -13,13 +13,12 @@ One row per (evaluator, method) of the AccWoW report, at margin 1.0 (all pairs):
   are its members', summed; the self signals' are 0 (they come with sampling).
 Rows are sorted by AccWoW, highest first, rows without pairs last (docs/methods.md, "Judge leaderboard").
 """
-import re
-
 import pandas as pd
 
 from wow_core.elicit import SELF_SIGNALS
 from wow_core.judge import TOKEN_COLUMNS
 from wow_core.judge_reliability import both_orders
+from wow_core.methods import JudgeMethod
 from wow_core.metrics import Rate, clustered_rate
 
 VERSION = 1
@@ -35,12 +34,10 @@ def judged_by(method: str) -> str | None:
     """The judge method whose judgments `method` reads: pairwise, score_k<k>, or None (a self signal)."""
     if method in SELF_SIGNALS:
         return None
-    if method.startswith("pairwise"):
-        return "pairwise"
-    match = re.match(r"score_k\d+", method)
-    if match is None:
+    judge_method = JudgeMethod.read_by(method)
+    if judge_method is None:
         raise ValueError(f"Unknown elicitation method '{method}' for the leaderboard")
-    return match.group(0)
+    return str(judge_method)
 
 
 def judge_cost(judgments: pd.DataFrame) -> dict:

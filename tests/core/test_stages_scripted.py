@@ -325,8 +325,9 @@ def test_judge_tasks_pass_the_reasoning_setting_on(tmp_path, monkeypatch):
             assert task.cache_policy.compute_key(None, {**inputs, **extra}, {}).startswith(f"judge-{written}")
 
 
-def test_store_retry_delays_come_from_the_environment():
-    from tasks.stages import io_retries, not_a_model_error
+def test_store_retry_delays_come_from_the_environment_when_a_run_starts(monkeypatch, tmp_path):
+    from flows.runtime import io_retries, not_a_model_error, run_tasks
+    from tasks import stages
 
     assert {k: v for k, v in io_retries(None).items() if k != "retry_condition_fn"} == \
         {"retries": 3, "retry_delay_seconds": [2, 10, 20]}
@@ -336,18 +337,19 @@ def test_store_retry_delays_come_from_the_environment():
     for bad in ("2,ten", "-1", "nan", "inf", "1e400", "90000", ",".join(["1"] * 51)):
         with pytest.raises(ValueError, match=f"WOW_STORE_RETRY_DELAYS={bad!r}: expected up to 50 delays"):
             io_retries(bad)
-    # A worker's environment reaches the tasks it imports.
-    probe = ("from tasks import stages; print([(t.retries, t.retry_delay_seconds) for t in "
-             "(stages.sample_shard, stages.judge_pairwise, stages.train_grid_point)])")
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
-                         env={**os.environ, "WOW_STORE_RETRY_DELAYS": "1,7"}).stdout
-    assert out.strip() == str([(2, [1.0, 7.0])] * 3)
+    # A worker's environment reaches the tasks of every run it starts, read then, not at import.
+    tasks = (stages.sample_shard, stages.judge_pairwise, stages.train_grid_point)
+    monkeypatch.setenv("WOW_STORE_RETRY_DELAYS", "1,7")
+    assert [(t.retries, t.retry_delay_seconds) for t in run_tasks(list(tasks), str(tmp_path))] == [(2, [1.0, 7.0])] * 3
+    monkeypatch.setenv("WOW_STORE_RETRY_DELAYS", "")
+    assert [t.retries for t in run_tasks(list(tasks), str(tmp_path))] == [0] * 3
+    assert all(t.retry_condition_fn is not_a_model_error for t in run_tasks(list(tasks), str(tmp_path)))
 
 
 def test_a_model_that_cannot_load_is_not_retried():
     from prefect.states import Completed, Failed
 
-    from tasks.stages import not_a_model_error
+    from flows.runtime import not_a_model_error
     from wow_core.backends import ModelLoadError
     assert not not_a_model_error(None, None, Failed(data=ModelLoadError("model 'x' could not be loaded")))
     assert not_a_model_error(None, None, Failed(data=OSError("connection reset")))

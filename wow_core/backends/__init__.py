@@ -23,6 +23,7 @@ class ModelLoadError(RuntimeError):
 
 
 _loaded: dict[str, Backend] = {}
+_adapted: set[str] = set()  # keys of loaded models with an adapter
 _load_lock = threading.Lock()
 _loads = [0]
 
@@ -45,8 +46,9 @@ def get_backend(model: ModelConfig) -> Backend:
         if key not in _loaded:
             if model.adapter:
                 # Adapted models are evaluated one after another: keep one in memory, not all of them.
-                for other in [k for k, b in _loaded.items() if b.config.adapter]:
+                for other in list(_adapted):
                     _loaded.pop(other).close()
+                    _adapted.discard(other)
             module, cls = BACKENDS[model.backend].split(":")
             try:
                 _loaded[key] = getattr(importlib.import_module(module), cls)(model)
@@ -54,6 +56,8 @@ def get_backend(model: ModelConfig) -> Backend:
                 raise ModelLoadError(f"model '{model.name}' ('{model.path}', backend {model.backend}) could not be "
                                      f"loaded: {type(err).__name__}: {(str(err).splitlines() or [''])[0]}") from err
             _loads[0] += 1
+            if model.adapter:
+                _adapted.add(key)
         backend = _loaded[key]
     return SystemPrompted(backend, model.system_prompt) if model.system_prompt else backend
 
@@ -63,7 +67,6 @@ class SystemPrompted:
 
     def __init__(self, backend: Backend, system_prompt: str):
         self.backend, self.system_prompt = backend, system_prompt
-        self.config = backend.config
 
     def close(self) -> None:
         self.backend.close()

@@ -3,19 +3,17 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Iterator, Protocol
 
-from wow_core.config import ModelConfig
 from wow_core.records import Generation
 
 Conversation = list[dict[str, str]]  # chat messages: [{"role": "user", "content": ...}, ...]
 
 
 class Backend(Protocol):
-    config: ModelConfig
-
     """An LLM engine: sampled and greedy chat completions with per-token log-probabilities.
 
     A conversation that ends with an assistant message is continued from that text (a prefilled
-    reply); the returned text is the continuation only."""
+    reply); the returned text is the continuation only. What a stage or a dataset's proxy needs of a
+    model, and nothing of its configuration (each backend keeps its own ModelConfig)."""
 
     def sample(self, conversations: list[Conversation], n: int, temperature: float, top_p: float,
                max_new_tokens: int, seed: int) -> list[list[Generation]]:

@@ -39,7 +39,7 @@ options are shuffled by the seed.
 """
 import ast
 
-from wow_core.datasets import multiple_choice as mc
+import wow_core.datasets.multiple_choice as mc
 # The extraction turn, the per-sample option orders and the scoring are the same for every
 # multiple-choice dataset.
 from wow_core.datasets.multiple_choice import (  # noqa: F401

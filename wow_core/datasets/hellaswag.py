@@ -32,7 +32,7 @@ seed.
 """
 import re
 
-from wow_core.datasets import multiple_choice as mc
+import wow_core.datasets.multiple_choice as mc
 # The extraction turn, the mapping of sampled letters and the scoring are the same for every
 # multiple-choice dataset.
 from wow_core.datasets.multiple_choice import (  # noqa: F401

@@ -28,7 +28,7 @@ similarity of the chosen option's text to the correct one's). Correct means prox
 The generator draws from BANK, 20 hand-written items in MedMCQA's style (its subjects, four options,
 one correct), without repeats; the options are shuffled by the seed.
 """
-from wow_core.datasets import multiple_choice as mc
+import wow_core.datasets.multiple_choice as mc
 # The extraction turn, the per-sample option orders and the scoring are the same for every
 # multiple-choice dataset.
 from wow_core.datasets.multiple_choice import (  # noqa: F401

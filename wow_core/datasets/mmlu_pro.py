@@ -36,7 +36,7 @@ option names nothing and is no answer. Correct means proxy 1.
 The generator draws from BANK, 20 hand-written items in MMLU-Pro's style (its categories, ten
 options, one with eight), without repeats; the options are shuffled by the seed.
 """
-from wow_core.datasets import multiple_choice as mc
+import wow_core.datasets.multiple_choice as mc
 # The extraction turn, the per-sample option orders and the scoring are the same for every
 # multiple-choice dataset.
 from wow_core.datasets.multiple_choice import (  # noqa: F401

@@ -43,7 +43,7 @@ from typing import Iterator
 
 import networkx as nx
 
-from wow_core.datasets import nlgraph
+import wow_core.datasets.nlgraph as nlgraph
 from wow_core.datasets.nlgraph import NUMBER, canonical_number, extracted_number
 from wow_core.records import Question
 
