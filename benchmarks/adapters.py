@@ -3,7 +3,7 @@ LoRA-enabled engine), on the alignment flow's held-out evaluation of each adapte
 log-probs, then the extraction turn. Prints wall time per mode, engine start-ups included.
 
     .venv/bin/python benchmarks/adapters.py [--adapters 3] [--questions 5] [--n 5] [--max-new-tokens 64] [--dtype bfloat16]
-"""
+"""  # noqa: E501 (the usage line, as --help prints it)
 import argparse
 import tempfile
 import time

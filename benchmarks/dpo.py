@@ -51,7 +51,8 @@ def run_one(precompute: bool, pairs: int, epochs: int, batch_size: int) -> dict:
         summary = train_adapter(resolve_model_path("smollm2-135m"), table, config, out)
         wall = time.perf_counter() - started
     return {"precompute": precompute, "wall_s": wall, "pairs_per_s": len(table) * epochs / wall,
-            "train_loss": summary["train_loss"], "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}
+            "train_loss": summary["train_loss"],
+            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}
 
 
 def main() -> None:
@@ -67,7 +68,8 @@ def main() -> None:
 
     resolve_model_path("smollm2-135m")  # convert the packaged model before timing anything
     print(f"machine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
-    print(f"{args.pairs} pairs x {args.epochs} epochs, batch {args.batch_size}, LoRA r16 on all projections, DPO sigmoid")
+    print(f"{args.pairs} pairs x {args.epochs} epochs, batch {args.batch_size}, "
+          "LoRA r16 on all projections, DPO sigmoid")
     threads = str(max(1, torch.get_num_threads() // 2))
     print(f"both variants at once, {threads} torch thread(s) each")
     children = {variant: subprocess.Popen(

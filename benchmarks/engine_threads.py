@@ -107,7 +107,8 @@ def main() -> None:
           f"{args.max_new_tokens} tokens; {args.judge_prompts} pairwise judge prompts (verdict at once, 40 tokens)\n")
     idle = {t: (s, j) for t, load, _, s, _, _, j in rows if load == "idle"}
     print("(engine threads 'Np': N threads with OMP_WAIT_POLICY=PASSIVE)\n")
-    print("| engine threads | competing load | sampling tok/s | judging prompts/s | sampling vs idle | judging vs idle |")
+    print("| engine threads | competing load | sampling tok/s | judging prompts/s "
+          "| sampling vs idle | judging vs idle |")
     print("|---|---|---|---|---|---|")
     for threads, load, sampled, sample_s, n_prompts, _, judge_s in rows:
         base = idle.get(threads)

@@ -95,7 +95,8 @@ def submit_alignment(config: ExperimentConfig, elicitation: Elicitation, units: 
                 judge_method = JudgeMethod.read_by(spec.method)
                 generators = [name] if spec.source == "self" else config.generators
                 sources = [{"generator": g, "samples_uri": elicitation.samples[(tag, g)],
-                            "judgments_uri": elicitation.judgments[(tag, g, evaluator, str(judge_method))] if evaluator else None}
+                            "judgments_uri": (elicitation.judgments[(tag, g, evaluator, str(judge_method))]
+                                              if evaluator else None)}
                            for g in generators]
                 set_tag = spec.tag(evaluator)
                 label = f"{tag}.{name}.{set_tag}"

@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wow", description=__doc__, epilog=EXIT_STATUS,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run a config's grid (elicitation, then alignment if configured) and print the reports",
+    run = sub.add_parser("run", help="run a config's grid (elicitation, then alignment if configured) and print "
+                                     "the reports",
                          epilog=EXIT_STATUS, formatter_class=argparse.RawDescriptionHelpFormatter)
     check = sub.add_parser("validate", help="validate a config and its dataset files, and print it with its defaults",
                            epilog=EXIT_STATUS, formatter_class=argparse.RawDescriptionHelpFormatter)

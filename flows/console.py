@@ -35,8 +35,8 @@ def hide_run_tracebacks() -> None:
     PrefectConsoleHandler of every logger, however logging.yml wires them). Idempotent."""
     from prefect.logging.handlers import PrefectConsoleHandler
 
-    loggers = [logging.getLogger()] + [l for l in logging.Logger.manager.loggerDict.values()
-                                       if isinstance(l, logging.Logger)]
+    loggers = [logging.getLogger()] + [entry for entry in logging.Logger.manager.loggerDict.values()
+                                       if isinstance(entry, logging.Logger)]
     for logger in loggers:
         for handler in logger.handlers:
             if isinstance(handler, PrefectConsoleHandler) and not isinstance(handler.formatter, TracebackFree):

@@ -85,7 +85,8 @@ def submit_rounds(config: ExperimentConfig, elicitation: Elicitation, units: Uni
                                     "reason": f"round {r - 1}'s answers gave {pset.result()['n_pairs']} pair(s), "
                                               "too few to train"})
                     break
-                model = config.model(name).model_copy(update={"adapter": result["uri"], "name": f"{name}+{set_tag}+r{r}-{rounds.init}"})
+                model = config.model(name).model_copy(update={"adapter": result["uri"],
+                                                              "name": f"{name}+{set_tag}+r{r}-{rounds.init}"})
                 [answers] = heldout.answers(name, [model], True, [tag])
                 chain["rounds"].append({"round": r, "n_pairs": pset.result()["n_pairs"], "samples": answers[tag]})
     return report_t.submit(config.name, chains, stopped, a.split_seed, a.bootstrap, config.report.confidence, store)

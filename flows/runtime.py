@@ -117,7 +117,8 @@ def s3_credentials(block: str) -> dict[str, str]:
         raise S3SecretError(f"Prefect Secret block '{block}' must hold a JSON object with keys among "
                             f"{sorted(S3_SECRET_KEYS)}")
     if unknown := sorted(set(value) - set(S3_SECRET_KEYS)):
-        raise S3SecretError(f"Prefect Secret block '{block}': unknown key(s) {unknown}; known: {sorted(S3_SECRET_KEYS)}")
+        raise S3SecretError(f"Prefect Secret block '{block}': unknown key(s) {unknown}; "
+                            f"known: {sorted(S3_SECRET_KEYS)}")
     if missing := [k for k in ("aws_access_key_id", "aws_secret_access_key") if not value.get(k)]:
         raise S3SecretError(f"Prefect Secret block '{block}': missing {missing}")
     return {S3_SECRET_KEYS[k]: str(v) for k, v in value.items() if v}
@@ -168,8 +169,9 @@ def store_access(store: str):
         cause = next((f for f in failures if isinstance(f, StoreUnreachable)), failures[0] if failures else None)
         if cause is None or cause is err:
             raise
-        cause.__suppress_context__ = True  # the root cause, not the UnfinishedRun it led to
-        raise cause
+        # The root cause, not the UnfinishedRun it led to (`from` suppresses that context), with the
+        # cause it was itself raised from (the client's error) kept.
+        raise cause from cause.__cause__
     finally:
         _TASK_FAILURES.pop(flow_run_id, None)
 

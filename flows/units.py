@@ -52,7 +52,8 @@ class UnitCall:
 
 
 class Unit(BaseModel):
-    task: str = Field(description="The task: sample_shard, judge_pairwise, judge_score, judge_budget or train_grid_point.")
+    task: str = Field(description="The task: sample_shard, judge_pairwise, judge_score, judge_budget or "
+                                  "train_grid_point.")
     arguments: dict[str, Any] = Field(description="Its arguments, as JSON.")
     group: str | None = None
 
@@ -162,7 +163,8 @@ class Units:
         futures: list[PrefectFuture | None] = [None] * len(calls)
         for indices in split(calls, self.workers):
             chosen = [calls[i] for i in indices]
-            batch = run_units.with_options(task_run_name=f"{stage} of {model} on a worker ({len(chosen)} units)").submit(
+            run_name = f"{stage} of {model} on a worker ({len(chosen)} units)"
+            batch = run_units.with_options(task_run_name=run_name).submit(
                 stage, model, [{"task": c.task, "arguments": c.arguments, "group": c.group} for c in chosen],
                 self.config)
             self.submitted.append(batch)
@@ -220,7 +222,8 @@ def report_loads(units: Units) -> dict:
     logger = get_run_logger()
     if not units.batched:
         out = {"model_loads": backends.load_count(), "engine_starts": engines.start_count(), "batches": 0}
-        logger.info("model loads in this process: %d (vLLM engine starts: %d)", out["model_loads"], out["engine_starts"])
+        logger.info("model loads in this process: %d (vLLM engine starts: %d)", out["model_loads"],
+                    out["engine_starts"])
         return out
     manifests = [b.result() for b in units.submitted]
     rows = [{"stage": m["stage"], "model": m["model"], "worker": m["worker"], "units": len(m["results"]),
@@ -266,7 +269,8 @@ def run_units(stage: str, model: str, calls: list[dict], config: ExperimentConfi
         if state.is_completed():
             return json.loads(store.read_text(uri))
         if not state.is_crashed():
-            raise UnitFailed(f"{stage} of model '{model}' failed on its worker (flow run '{run.name}'): {state.message}")
+            raise UnitFailed(f"{stage} of model '{model}' failed on its worker (flow run '{run.name}'): "
+                             f"{state.message}")
         logger.warning("%s of model '%s' crashed on its worker (flow run '%s': %s); attempt %d of %d", stage, model,
                        run.name, state.message, attempt, execution.max_attempts)
     raise UnitFailed(f"{stage} of model '{model}' crashed {execution.max_attempts} times; last: {state.message}")

@@ -6,9 +6,9 @@ content-addressed themselves): a rerun with nothing changed is all cache hits, a
 redoes only the tasks downstream of it. Names that only label things (a model's or dataset's name in
 tables) and settings that cannot change a result (an endpoint's timeouts, retries and concurrency) are
 left out of keys. So are settings left at their defaults: a field added later with a default that keeps
-the old behaviour does not invalidate every artifact, nor does an optional task parameter left at None. Changing a default's value therefore needs the
-stage's version bumped. Task bodies also check the store before working, so a lost Prefect record costs
-a lookup, never a model call.
+the old behaviour does not invalidate every artifact, nor does an optional task parameter left at None.
+Changing a default's value therefore needs the stage's version bumped. Task bodies also check the store
+before working, so a lost Prefect record costs a lookup, never a model call.
 """
 import hashlib
 from dataclasses import dataclass, field

@@ -3,8 +3,8 @@ artifact of its task run in the Prefect UI, a log line at each phase's end and e
 with its throughput, and a bar on the terminal when `wow run` runs in one (none in logs or CI)."""
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from prefect import get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact

@@ -97,7 +97,8 @@ def join_samples(shard_uris: list[str], dataset: str, generator: str, store: str
 # The judge settings each judge task never reads: the rest of JudgeConfig is in its key and reaches it
 # whole, so a new judge setting cannot be dropped on the way (as `reasoning` once was).
 # Judge ensembles only combine judgments made: no judge reads them.
-PAIRWISE_UNREAD = {"judge_config": frozenset({"methods", "score_k", "protocol", "ensembles", "budget"})}  # both orders either way
+# The pairwise judge asks both orders either way (`protocol`).
+PAIRWISE_UNREAD = {"judge_config": frozenset({"methods", "score_k", "protocol", "ensembles", "budget"})}
 SCORE_UNREAD = {"judge_config": frozenset({"methods", "score_k", "max_pairs_per_question", "ensembles", "budget"})}
 # A budget's judge asks about the pairs its pick chose: no cap or cap seed of the full judge applies.
 BUDGET_UNREAD = {"judge_config": PAIRWISE_UNREAD["judge_config"] | {"max_pairs_per_question", "seed"}}
@@ -198,8 +199,8 @@ def build_report(name: str, entries: list[dict], samples: list[dict], judges: li
     pngs = {ds: s.uri("reports", f"{name}.{label}", key, "png") for ds, label in labels.items()}  # one per dataset
     uris["png"] = list(pngs.values())
     if not _done(s, uris["md"]):
-        table = report.accwow_table([{**e, "pairs": s.read_table(e["pairs_uri"])} for e in entries], margins, confidence,
-                                    protocol)
+        table = report.accwow_table([{**e, "pairs": s.read_table(e["pairs_uri"])} for e in entries], margins,
+                                    confidence, protocol)
         sample_stats = [{**x, **report.sample_summary(s.read_table(x["uri"]))} for x in samples]
         judge_stats = [{**j, **report.judge_summary(j["method"], s.read_table(j["uri"]), confidence)} for j in judges]
         s.write_table(uris["parquet"], table)

@@ -60,7 +60,8 @@ class _ModelCommon(_Strict):
                  if data[f] is not None and data[f] != FORMER_DEFAULTS.get(f)
                  and all(data[f] != MODEL_CONFIGS[b].model_fields[f].default for b in bs)]
         if "adapter" in wrong and backend == "openai":
-            raise ValueError("`adapter`: backend 'openai' cannot apply one; serve the adapted model and name it in `path`")
+            raise ValueError("`adapter`: backend 'openai' cannot apply one; serve the adapted model and name it "
+                             "in `path`")
         if wrong:
             by_owners: dict[tuple[str, ...], list[str]] = {}
             for f in wrong:
@@ -180,13 +181,16 @@ ModelConfig = Annotated[TransformersModel | VllmModel | OpenAIModel,
 class DatasetConfig(_Strict):
     """Where a dataset's questions come from."""
     name: str = Field(description="Registered dataset name, e.g. 'nlgraph_shortest_path'.")
-    label: str | None = Field(None, description="Name in tables and reports when one dataset appears twice (default: `name`).")
+    label: str | None = Field(None, description=(
+        "Name in tables and reports when one dataset appears twice (default: `name`)."))
     source: Literal["generate", "file"] = Field("generate", description=(
         "generate: questions made by the dataset's generator (the NLGraph tasks, chess positions...); "
         "file: read from `path` in the format the dataset's `load_questions` documents."))
     path: str | None = Field(None, description="Benchmark file to load when source = 'file'.")
-    n_questions: int | None = Field(20, ge=1, description="Questions to generate, or the first N of the file (null = all).")
-    difficulty: str | None = Field(None, description="Generator split, e.g. 'easy' or 'hard' (default: the dataset's first).")
+    n_questions: int | None = Field(20, ge=1, description=(
+        "Questions to generate, or the first N of the file (null = all)."))
+    difficulty: str | None = Field(None, description=(
+        "Generator split, e.g. 'easy' or 'hard' (default: the dataset's first)."))
     seed: int = Field(0, description="Seed of the generator's questions (source = 'generate').")
     options: dict[str, Any] = Field(default_factory=dict, description=(
         "Dataset-specific settings passed to its generator or loader, e.g. chess_puzzles: {depth: 12}; "
@@ -213,7 +217,8 @@ class DatasetConfig(_Strict):
         ds = get_dataset(self.name)
         try:
             if self.source == "file":
-                limit = {"limit": self.n_questions} if "limit" in inspect.signature(ds.load_questions).parameters else {}
+                limit = ({"limit": self.n_questions} if "limit" in inspect.signature(ds.load_questions).parameters
+                         else {})
                 return ds.load_questions(self.path, **limit, **self.options)[:self.n_questions]
             difficulty = self.difficulty or next(iter(ds.DIFFICULTIES))
             return ds.generate_questions(self.n_questions, self.seed, difficulty, **self.options)
@@ -228,12 +233,14 @@ class DatasetConfig(_Strict):
                 raise ValueError("`path` is required when source = 'file'")
             if "://" not in self.path and not Path(self.path).is_file():
                 raise ValueError(f"`path`: no such file {self.path!r}")
-        function = get_dataset(self.name).load_questions if self.source == "file" else get_dataset(self.name).generate_questions
+        function = (get_dataset(self.name).load_questions if self.source == "file"
+                    else get_dataset(self.name).generate_questions)
         accepted = set(inspect.signature(function).parameters) - {"n", "seed", "difficulty", "path", "limit"}
         unknown = sorted(set(self.options) - accepted)
         if unknown:
             raise ValueError(f"`options` {unknown} not accepted by {self.name}; it takes {sorted(accepted) or 'none'}")
-        if self.source == "generate" and self.difficulty is not None and self.difficulty not in get_dataset(self.name).DIFFICULTIES:
+        if (self.source == "generate" and self.difficulty is not None
+                and self.difficulty not in get_dataset(self.name).DIFFICULTIES):
             raise ValueError(f"`difficulty` must be one of {sorted(get_dataset(self.name).DIFFICULTIES)}, "
                              f"got {self.difficulty!r}")
         return self
@@ -251,7 +258,8 @@ class SamplingConfig(_Strict):
     seed: int = Field(0, description=(
         "Seed of the samples; with it and the questions fixed, a rerun draws the same answers."))
     shard_size: int = Field(8, ge=1, description="Questions per sampling task; a crash loses at most one shard.")
-    extraction_max_new_tokens: int = Field(24, ge=1, description="Budget of the second turn that asks for the final answer.")
+    extraction_max_new_tokens: int = Field(24, ge=1, description=(
+        "Budget of the second turn that asks for the final answer."))
 
 
 EnsembleRule = Literal["majority", "mean_score", "unanimous"]
@@ -350,13 +358,15 @@ class JudgeConfig(_Strict):
         "logits: the answer with the higher mean token log-probability under its generator.\n"
         "pairwise: the evaluator's verdict on the two answers, asked in both orders.\n"
         "score: the evaluator's 0-5 score of each answer, k answers per prompt (`score_k`)."))
-    score_k: list[int] = Field(default_factory=lambda: [1, 2, 5, 10], description="Answers per score-judge prompt (paper: 1, 2, 5, 10).")
+    score_k: list[int] = Field(default_factory=lambda: [1, 2, 5, 10], description=(
+        "Answers per score-judge prompt (paper: 1, 2, 5, 10)."))
     max_new_tokens: int = Field(256, ge=1, description="Judge reasoning budget.")
     reasoning: bool = Field(True, description=(
         "Ask the judge to reason before its verdict (the paper), with a follow-up turn for a missing verdict; "
         "false starts its reply with the verdict's words instead: one short turn, about half the compute on "
         "long prompts, and what a very small judge's verdicts come from anyway (its reasoning rarely ends in one)."))
-    max_pairs_per_question: int | None = Field(None, ge=1, description="Cap on WoW pairs the pairwise judge sees per question (null = all).")
+    max_pairs_per_question: int | None = Field(None, ge=1, description=(
+        "Cap on WoW pairs the pairwise judge sees per question (null = all)."))
     seed: int = Field(0, description=(
         "Seed of which pairs the cap keeps and of how answers are grouped k per score-judge prompt."))
     protocol: Literal["wow", "paper"] = Field("wow", description=(
@@ -389,7 +399,8 @@ class JudgeConfig(_Strict):
 
 class ReportConfig(_Strict):
     """The AccWoW report."""
-    margins: list[float] = Field(default_factory=lambda: [1.0, 0.5, 0.1], description="Top-p margin filters (paper: 1.0, 0.5, 0.1).")
+    margins: list[float] = Field(default_factory=lambda: [1.0, 0.5, 0.1], description=(
+        "Top-p margin filters (paper: 1.0, 0.5, 0.1)."))
     confidence: float = Field(0.95, gt=0, lt=1, description="Level of the reported intervals.")
     leaderboard: bool = Field(False, description=(
         "Also write the judge leaderboard: every evaluator (judge ensembles and the self signals included) "
@@ -430,11 +441,13 @@ class TrainConfig(_Strict):
     lora_r: int = Field(16, ge=1, description="LoRA rank (paper: 16).")
     lora_alpha: int = Field(16, ge=1, description="LoRA scaling alpha; the update is scaled by alpha / r (paper: 16).")
     lora_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA input (0 = none).")
-    target_modules: list[str] = Field(default_factory=lambda: list(LORA_ALL_PROJECTIONS),
-                                      description="Modules that get LoRA weights (paper: all attention and MLP projections).")
+    target_modules: list[str] = Field(default_factory=lambda: list(LORA_ALL_PROJECTIONS), description=(
+        "Modules that get LoRA weights (paper: all attention and MLP projections)."))
     eval_fraction: float = Field(0.1, ge=0, lt=1, description="Pairs held out for the eval loss.")
-    precompute_ref_log_probs: bool = Field(True, description="Reference log-probs once before training, not every epoch (DPO losses).")
-    activation_checkpointing: bool = Field(True, description="Recompute activations in backward: ~40 % less memory, ~10 % slower (TRL's default).")
+    precompute_ref_log_probs: bool = Field(True, description=(
+        "Reference log-probs once before training, not every epoch (DPO losses)."))
+    activation_checkpointing: bool = Field(True, description=(
+        "Recompute activations in backward: ~40 % less memory, ~10 % slower (TRL's default)."))
     simpo_gamma: float = Field(0.5, description="SimPO's target reward margin.")
     seed: int = Field(0, description="Seed of the LoRA initialisation, the data order and the eval split.")
 
@@ -450,9 +463,11 @@ class PreferenceSetConfig(_Strict):
         "oracle (WoW pairs ordered by the proxy), right_over_wrong (correct over wrong), a self signal "
         "(length, consistency, logits), pairwise, pairwise_filtered, or score_k<k>."))
     top_p: float = Field(1.0, gt=0, le=1, description="Keep the pairs with the largest score gap (paper: 1, 0.5, 0.1).")
-    evaluator: str | None = Field(None, description="Judge of pairwise / score sets (default: the aligned model itself).")
+    evaluator: str | None = Field(None, description=(
+        "Judge of pairwise / score sets (default: the aligned model itself)."))
     source: Literal["self", "all"] = Field("self", description="The aligned model's own samples, or all generators'.")
-    mix_right_over_wrong: bool = Field(False, description="Half of the set right-over-wrong pairs (paper: 2000 + 2000).")
+    mix_right_over_wrong: bool = Field(False, description=(
+        "Half of the set right-over-wrong pairs (paper: 2000 + 2000)."))
 
     @field_validator("method")
     @classmethod
@@ -501,7 +516,8 @@ class AlignmentConfig(_Strict):
     """Preference sets -> LoRA training grid -> evaluation on held-out questions (paper §3)."""
     models: list[str] | None = Field(None, description="Generators to align (default: the first generator).")
     datasets: list[str] | None = Field(None, description="Dataset tags to build preference sets on (default: all).")
-    heldout_fraction: float = Field(0.3, gt=0, lt=1, description="Questions kept out of every preference set, for evaluation.")
+    heldout_fraction: float = Field(0.3, gt=0, lt=1, description=(
+        "Questions kept out of every preference set, for evaluation."))
     split_seed: int = Field(0, description=(
         "Seed of the held-out split of the questions, and of the report's selection halves and bootstrap."))
     preference_sets: list[PreferenceSetConfig] = Field(min_length=1, description=(
@@ -512,7 +528,8 @@ class AlignmentConfig(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig, description="The training settings; `grid` varies them.")
     grid: dict[str, list] = Field(default_factory=dict, description=(
         "Hyper-parameter grid over `train` fields, e.g. {learning_rate: [5e-5, 1e-4], beta: [0.1, 0.5]}."))
-    eval: SamplingConfig = Field(default_factory=SamplingConfig, description="How held-out answers are sampled (base and aligned alike).")
+    eval: SamplingConfig = Field(default_factory=SamplingConfig, description=(
+        "How held-out answers are sampled (base and aligned alike)."))
     transfer: bool = Field(True, description="Also evaluate every adapter on the other datasets' held-out questions.")
     selection: Literal["eval_loss", "proxy"] = Field("eval_loss", description=(
         "How a preference set's grid point is chosen. eval_loss (as the paper describes it): the lowest DPO "
@@ -542,7 +559,8 @@ class AlignmentConfig(_Strict):
             self.grid_points()
         except ValidationError as err:
             e = err.errors()[0]
-            raise ValueError(f"grid value for `{'.'.join(map(str, e['loc']))}`: {e['msg']} (got {e['input']!r})") from None
+            raise ValueError(f"grid value for `{'.'.join(map(str, e['loc']))}`: {e['msg']} "
+                             f"(got {e['input']!r})") from None
         return self
 
     @model_validator(mode="after")
@@ -573,8 +591,10 @@ class ExecutionConfig(_Strict):
         "null: in the flow run's own process (one machine: `wow run`, the demo). N: each model's units of "
         "each stage in N batches, each a run of `deployment` that any worker of its pool takes, loading "
         "the model once ('auto': as many batches as the pool has workers online)."))
-    deployment: str = Field("unit/gpu", description="The deployment that runs a batch of units (`wow deploy` creates it).")
-    max_attempts: int = Field(3, ge=1, description="Runs of a batch whose worker died (Crashed) before the grid gives up on it.")
+    deployment: str = Field("unit/gpu", description=(
+        "The deployment that runs a batch of units (`wow deploy` creates it)."))
+    max_attempts: int = Field(3, ge=1, description=(
+        "Runs of a batch whose worker died (Crashed) before the grid gives up on it."))
 
     @field_validator("workers")
     @classmethod
@@ -591,12 +611,15 @@ class ExperimentConfig(_Strict):
     models: list[ModelConfig] = Field(default_factory=lambda: [TransformersModel(name="smollm2-135m")], description=(
         "The models: each a backend (transformers, vllm or openai; transformers when left out) with that "
         "backend's settings, named for `generators` and `evaluators`."))
-    generators: list[str] = Field(default_factory=lambda: ["smollm2-135m"], description="Model names that sample answers.")
+    generators: list[str] = Field(default_factory=lambda: ["smollm2-135m"], description=(
+        "Model names that sample answers."))
     evaluators: list[str] = Field(default_factory=lambda: ["smollm2-135m"], description="Model names that judge them.")
     datasets: list[DatasetConfig] = Field(min_length=1, description="The tasks whose questions are asked.")
     sampling: SamplingConfig = Field(default_factory=SamplingConfig, description="How the generators sample answers.")
-    judge: JudgeConfig = Field(default_factory=JudgeConfig, description="Which elicitation methods run, and how judges are asked.")
-    report: ReportConfig = Field(default_factory=ReportConfig, description="Margins and intervals of the AccWoW report.")
+    judge: JudgeConfig = Field(default_factory=JudgeConfig, description=(
+        "Which elicitation methods run, and how judges are asked."))
+    report: ReportConfig = Field(default_factory=ReportConfig, description=(
+        "Margins and intervals of the AccWoW report."))
     alignment: AlignmentConfig | None = Field(None, description="Wrong-over-wrong alignment; null = elicitation only.")
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig, description=(
         "Where the model-bound work runs: this process, or batches on a work pool's workers."))
@@ -663,7 +686,8 @@ class ExperimentConfig(_Strict):
                 raise ValueError(f"{where}.name`: {e.name!r} is a model's name or the self signals'; give the "
                                  "ensemble a name of its own")
             other = seen.setdefault(e.name, e)
-            if other is not e and (set(other.members) != set(e.members) or other.elicitation_method == e.elicitation_method):
+            if other is not e and (set(other.members) != set(e.members)
+                                   or other.elicitation_method == e.elicitation_method):
                 raise ValueError(f"{where}.name`: {e.name!r} is taken by an ensemble of other members or with the "
                                  f"same rule and method ({other.elicitation_method}); one name may have several "
                                  "rules, over the same members")
@@ -746,7 +770,8 @@ def load_config(path: str | Path, overrides: dict | None = None) -> ExperimentCo
         raise ConfigError(f"{path}: no such config file") from None
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark
-        raise ConfigError(f"{path}: line {mark.line + 1}, column {mark.column + 1}: not valid YAML: {err.problem}") from None
+        raise ConfigError(f"{path}: line {mark.line + 1}, column {mark.column + 1}: "
+                          f"not valid YAML: {err.problem}") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(data, dict):

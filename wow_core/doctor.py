@@ -50,7 +50,8 @@ def machine_checks(machine: Machine) -> list[Check]:
     try:
         import torch
         checks.append(Check("torch kernels", "ok", f"{torch.__version__}, CPU kernels: "
-                                           f"{torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads"))
+                                           f"{torch.backends.cpu.get_cpu_capability()}, "
+                                           f"{torch.get_num_threads()} threads"))
     except ImportError:
         checks.append(Check("torch", "!!", "not installed: run scripts/setup"))
     return checks

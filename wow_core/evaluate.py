@@ -127,7 +127,8 @@ def rounds_table(base: pd.DataFrame, rounds: list[dict], seed: int, n_resamples:
         deltas = bootstrap_deltas(base, r["samples"], n_resamples, seed, confidence) if r["round"] else \
             {m: (0.0, float("nan"), float("nan")) for m in METRICS}
         for m in METRICS:
-            rows.append({"round": r["round"], "n_pairs": r["n_pairs"], "n_questions": r["samples"]["question_id"].nunique(),
+            rows.append({"round": r["round"], "n_pairs": r["n_pairs"],
+                         "n_questions": r["samples"]["question_id"].nunique(),
                          "metric": m, "value": levels[m][0], "low": levels[m][1], "high": levels[m][2],
                          "delta": deltas[m][0], "delta_low": deltas[m][1], "delta_high": deltas[m][2]})
     return pd.DataFrame(rows, columns=ROUNDS_COLUMNS[4:])

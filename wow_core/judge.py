@@ -202,7 +202,8 @@ def pairwise_judgments(samples: pd.DataFrame, backend: Backend, config: JudgeCon
     rows = []
     for (ds, q, i, j, a, b), (reply, second, verdict, source, tokens) in zip(asks, results):
         rows.append({"dataset": ds, "question_id": q, "i": i, "j": j, "first": a, "second": b,
-                     "output": reply, "follow_up_output": second, "verdict_source": source if verdict is not None else None,
+                     "output": reply, "follow_up_output": second,
+                     "verdict_source": source if verdict is not None else None,
                      "preferred": None if verdict is None else (a if verdict == 1 else b), **tokens})
     return pd.DataFrame(rows, columns=["dataset", "question_id", "i", "j", "first", "second", "output",
                                        "follow_up_output", "verdict_source", "preferred", *TOKEN_COLUMNS]

@@ -3,9 +3,10 @@ of its datasets and generators, beside what makes a judge usable (position consi
 what it costs (judge calls, prompt and generated tokens). The table a user reads to pick a judge.
 
 One row per (evaluator, method) of the AccWoW report, at margin 1.0 (all pairs):
-- AccWoW over all the row's pairs pooled (`datasets`: how many of the grid's `grid_datasets` gave it any), with the question-clustered interval of `metrics.clustered_rate`
-  over the pooled pairs (not a mean of the per-dataset values), a question being one dataset's question:
-  the pairs of every generator's answers to it are one cluster;
+- AccWoW over all the row's pairs pooled (`datasets`: how many of the grid's `grid_datasets` gave it any),
+  with the question-clustered interval of `metrics.clustered_rate` over the pooled pairs (not a mean of
+  the per-dataset values), a question being one dataset's question: the pairs of every generator's answers
+  to it are one cluster;
 - position consistency (pairwise methods) and parse rate of the judgments the method reads, pooled the
   same way (`judge_reliability`); none for the self signals and for judge ensembles (properties of one
   judge: its members have rows of their own);

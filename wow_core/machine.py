@@ -63,7 +63,8 @@ class Machine:
         'AVX-512', 'AVX-512 BF16', 'AMX', 'Arm NEON BF16', ..."""
         f = self.cpu_flags
         if self.is_arm:
-            parts = ["Arm"] + [name for flag, name in (("asimd", "NEON"), ("sve", "SVE"), ("bf16", "BF16")) if flag in f]
+            parts = ["Arm"] + [name for flag, name in (("asimd", "NEON"), ("sve", "SVE"), ("bf16", "BF16"))
+                               if flag in f]
             return " ".join(parts)
         if "amx_bf16" in f:
             return "AMX" + (" + AVX-512 BF16" if "avx512_bf16" in f else "")

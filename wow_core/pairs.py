@@ -80,7 +80,8 @@ def with_texts(pairs: pd.DataFrame, samples: pd.DataFrame, generator: str, evalu
         "prompt": chosen["prompt"].to_numpy(), "chosen": chosen["answer"].to_numpy(),
         "rejected": rejected["answer"].to_numpy(), "dataset": pairs["dataset"].to_numpy(),
         "question_id": pairs["question_id"].to_numpy(), "generator": generator, "evaluator": evaluator,
-        "method": method, "chosen_idx": pairs["chosen_idx"].to_numpy(), "rejected_idx": pairs["rejected_idx"].to_numpy(),
+        "method": method, "chosen_idx": pairs["chosen_idx"].to_numpy(),
+        "rejected_idx": pairs["rejected_idx"].to_numpy(),
         "gap": pairs["gap"].to_numpy(), "chosen_proxy": chosen["proxy"].to_numpy(dtype=float),
         "rejected_proxy": rejected["proxy"].to_numpy(dtype=float),
     }, columns=PREFERENCE_COLUMNS)

@@ -9,10 +9,10 @@ tasks inherit it, so the HTTP backends report from their coroutines too.
 """
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 
 @dataclass

@@ -193,7 +193,8 @@ def render_markdown(name: str, table: pd.DataFrame, samples: list[dict], judges:
             "| correct | wrong | WoW pairs |", "|---|---|---|---|---|---|---|---|"]
     for s in samples:
         out.append(f"| {s['dataset']} | {s['generator']} | {s['questions']} | {s['samples']} | {s['extracted']} "
-                   f"({s['by_conclusion']} / {s['by_direct_parse']}) | {s['correct']} | {s['wrong']} | {s['wow_pairs']} |")
+                   f"({s['by_conclusion']} / {s['by_direct_parse']}) | {s['correct']} | {s['wrong']} "
+                   f"| {s['wow_pairs']} |")
     out += ["", "## Judges", "",
             "Parse rate: verdicts that named an answer (or score). For the pairwise judge, asked every pair in "
             "both orders: *position consistency*, the share of pairs whose two orders chose the same answer (1 "
@@ -277,7 +278,7 @@ def plot_accwow_dataset(table: pd.DataFrame, dataset: str, confidence: float | N
     for (gen, g, rows, total), ax_row in zip(layouts, axes):
         for margin, ax in zip(margins, ax_row):
             cells = g[g["margin"] == margin]
-            for method, (centre, slots, height) in rows.items():
+            for method, (centre, slots, _height) in rows.items():
                 mine = cells[cells["method"] == method]
                 if mine.empty:
                     ax.text(0.5, centre, "no score gap: margin 1 only" if method in VERDICT_METHODS else "no cell",
@@ -357,7 +358,8 @@ def leaderboard_rows(table: pd.DataFrame, confidence: float) -> list[dict]:
         evaluator = f"{r['evaluator']} ({r['members']})" if r["members"] else r["evaluator"]
         out.append({"rank": rank, "evaluator": evaluator, "method": r["method"], "AccWoW": _fmt(r["accwow"]),
                     f"{confidence * 100:g} % interval": _interval(row), "pairs": int(r["n_pairs"]),
-                    "questions": int(r["n_questions"]), "datasets": f"{int(r['datasets'])} of {int(r['grid_datasets'])}",
+                    "questions": int(r["n_questions"]),
+                    "datasets": f"{int(r['datasets'])} of {int(r['grid_datasets'])}",
                     "position consistency": _rate(r, "position_consistency"), "parse rate": _rate(r, "parse_rate"),
                     "judge calls": _count(r["judge_calls"]), "prompt tokens": _count(r["prompt_tokens"]),
                     "generated tokens": _count(r["generated_tokens"])})
@@ -401,7 +403,8 @@ def plot_leaderboard(table: pd.DataFrame, confidence: float | None = None) -> by
     ax = fig.subplots()
     for y, r in enumerate(table.itertuples()):
         colour, marker = style[r.evaluator]
-        note = "no pairs" if r.n_pairs == 0 else f"{r.n_pairs} pairs · {r.n_questions} q · {_count(r.judge_calls)} calls"
+        note = ("no pairs" if r.n_pairs == 0
+                else f"{r.n_pairs} pairs · {r.n_questions} q · {_count(r.judge_calls)} calls")
         ax.annotate(note, xy=(1, y), xycoords=ax.get_yaxis_transform(), xytext=(8, 0), textcoords="offset points",
                     va="center", fontsize=7, color=colour, annotation_clip=False)
         if r.accwow is None or pd.isna(r.accwow):
@@ -410,7 +413,8 @@ def plot_leaderboard(table: pd.DataFrame, confidence: float | None = None) -> by
         xerr = None if none else [[max(0.0, r.accwow - r.ci_low)], [max(0.0, r.ci_high - r.accwow)]]
         ax.errorbar([r.accwow], [y], xerr=xerr, fmt=marker, color=colour, markersize=5, capsize=2, elinewidth=1.2,
                     markerfacecolor="white" if none else colour, clip_on=False)
-    labels = [f"{r.evaluator} · {r.method}" if r.evaluator != SELF else f"self · {r.method}" for r in table.itertuples()]
+    labels = [f"{r.evaluator} · {r.method}" if r.evaluator != SELF else f"self · {r.method}"
+              for r in table.itertuples()]
     ax.set_yticks(range(len(table)), labels, fontsize=8)
     ax.set_ylim(max(len(table), 3) - 0.5, -0.5)
     ax.tick_params(axis="y", length=0)

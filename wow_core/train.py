@@ -44,7 +44,8 @@ LOSSES = (*DPO_LOSSES, *CPO_LOSSES, "orpo")
 # CPO, SimPO and ORPO come from trl.experimental, which TRL empties trainer by trainer (BCO, XPO and
 # Nash-MD are gone); the lock pins a TRL that has them. A TRL without one is said at import, and a config
 # that asks for its loss is refused before any work (`unavailable_losses`), never mid-grid.
-EXPERIMENTAL_TRAINERS = {"cpo": "trl.experimental.cpo", "simpo": "trl.experimental.cpo", "orpo": "trl.experimental.orpo"}
+EXPERIMENTAL_TRAINERS = {"cpo": "trl.experimental.cpo", "simpo": "trl.experimental.cpo",
+                         "orpo": "trl.experimental.orpo"}
 
 
 def _missing_trainers() -> dict[str, str]:

@@ -90,7 +90,8 @@ def test_greedy_matches_unshared_generation_and_continues_prefill(backend):
 
 
 def test_a_second_configuration_shares_the_weights_and_asks_after_its_system_message(backend):
-    careful = get_backend(TransformersModel(name="careful", batch_size=4, system_prompt="Answer in French.", temperature=0.5))
+    careful = get_backend(TransformersModel(name="careful", batch_size=4, system_prompt="Answer in French.",
+                                            temperature=0.5))
     assert careful.backend is backend  # one copy of the weights for both configurations
     system = [{"role": "system", "content": "Answer in French."}]
     direct = backend.generate([system + c for c in CONVS], max_new_tokens=10)

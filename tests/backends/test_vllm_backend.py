@@ -18,7 +18,8 @@ from wow_core.engines import EngineError, EngineSpec, VLLMServer
 
 pytestmark = pytest.mark.slow
 
-QUESTIONS = nlgraph_shortest_path.generate_questions(3, 0, "easy") + knowledge_crosswords.generate_questions(1, 0, "easy")
+QUESTIONS = (nlgraph_shortest_path.generate_questions(3, 0, "easy")
+             + knowledge_crosswords.generate_questions(1, 0, "easy"))
 CONVS = [[{"role": "user", "content": q.text}] for q in QUESTIONS] + [
     [{"role": "user", "content": "What is 2 + 3? Answer with a number."}],
     [{"role": "user", "content": "Say hi."}, {"role": "assistant", "content": "Hello"}],  # a prefilled reply
@@ -96,7 +97,8 @@ def lora_adapter(folder) -> str:
 @pytest.mark.parametrize("mode", ["merged", "runtime"])
 def test_adapter_served_equals_the_merged_peft_model(mode, tmp_path_factory, reference):
     adapter = lora_adapter(tmp_path_factory.mktemp("adapter"))
-    expected = TransformersBackend(TransformersModel(name="merged", adapter=adapter, dtype="float32")).generate(CONVS, max_new_tokens=24)
+    expected = TransformersBackend(TransformersModel(name="merged", adapter=adapter, dtype="float32")).generate(
+        CONVS, max_new_tokens=24)
     base = reference.generate(CONVS, max_new_tokens=24)
     assert [g.text for g in expected] != [g.text for g in base]  # the adapter changes answers
     served = VLLMBackend(VllmModel(name="aligned", backend="vllm", adapter=adapter, adapters=mode, dtype="float32"))
@@ -133,7 +135,8 @@ def test_unknown_model_fails_with_one_clear_error_naming_it(monkeypatch):
     with pytest.raises(EngineError) as err:
         VLLMServer(EngineSpec(model="no-such-org/no-such-model", label="missing-model")).start(timeout=300)
     message = str(err.value)
-    assert "'missing-model'" in message and "no-such-org/no-such-model" in message and "exited while starting" in message
+    assert "'missing-model'" in message and "no-such-org/no-such-model" in message
+    assert "exited while starting" in message
     assert "log: " in message and "\n" not in message
     with pytest.raises(EngineError, match="no such model folder '/nowhere/model'"):
         VLLMServer(EngineSpec(model="/nowhere/model", label="x")).start()

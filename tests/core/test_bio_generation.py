@@ -153,7 +153,7 @@ def test_proxy_is_in_unit_interval():
     bios = [" ".join(rng.sample(true + FALSE, rng.randint(1, 8))) for _ in range(40)]
     flaky = FactJudge(verdict=lambda fact, reply: rng.choice([reply, " maybe", " No.", " Yes!"]))
     for judge in (FactJudge(), flaky):
-        for bio, (proxy, correct) in zip(bios, scores([q] * len(bios), bios, judge)):
+        for _, (proxy, correct) in zip(bios, scores([q] * len(bios), bios, judge)):
             assert 0.0 <= proxy <= 1.0 and correct == (proxy == 1.0)
 
 
@@ -234,7 +234,8 @@ def test_loader_reads_entity_list_over_a_knowledge_source():
                                          "bio_generation/bio_prompt_entities/4"]
     assert [q.meta["entity"] for q in questions] == ["Ada Lovelace", "Gregor Mendel", "Hypatia of Alexandria"]
     assert questions[2].text == "Tell me a bio of Hypatia of Alexandria."
-    assert questions[0].gold == ("Ada Lovelace was an English mathematician. She was born on 10 December 1815 in London. "
+    assert questions[0].gold == ("Ada Lovelace was an English mathematician. "
+                                 "She was born on 10 December 1815 in London. "
                                  "She worked with Charles Babbage on the Analytical Engine.")  # whitespace made single
     assert scores(questions, [q.gold for q in questions], FactJudge()) == [(1.0, True)] * 3
 
@@ -280,8 +281,8 @@ def test_knowledge_errors_name_file_line_and_field(tmp_path, line, message):
 def test_entity_errors_name_file_line_and_field(tmp_path):
     kb = write(tmp_path, "kb.jsonl", [GOOD])
     unknown = write(tmp_path, "entities.txt", ["Ada Lovelace", "", "Ada Lovelac"])
-    with pytest.raises(ValueError, match=re.escape(unknown) + r": line 3, field 'entity': 'Ada Lovelac' is not a title in "
-                       + re.escape(kb)):
+    with pytest.raises(ValueError, match=re.escape(unknown) + r": line 3, field 'entity': 'Ada Lovelac' "
+                       r"is not a title in " + re.escape(kb)):
         bg.load_questions(unknown, knowledge=kb)
     twice = write(tmp_path, "twice.txt", ["Ada Lovelace", " Ada Lovelace "])
     with pytest.raises(ValueError, match=r"twice\.txt: line 2, field 'entity': 'Ada Lovelace' is listed on line 1 too"):
@@ -407,7 +408,8 @@ def test_sample_shard_labels_with_the_judge_model(tmp_path, monkeypatch):
     questions = bg.generate_questions(2, seed=1)
     questions_uri = store.uri("questions", "bio", "0" * 20, "parquet")
     store.write_table(questions_uri, questions_to_table(questions))
-    generator, judge = TransformersModel(name="gen", path="gen-path"), TransformersModel(name="judge", path="judge-path")
+    generator = TransformersModel(name="gen", path="gen-path")
+    judge = TransformersModel(name="judge", path="judge-path")
     backends = {"gen-path": Generator({q.text: [q.gold, FALSE[0]] for q in questions}), "judge-path": FactJudge()}
     monkeypatch.setattr(stages, "get_backend", lambda model: backends[model.path])
     uri = stages.sample_shard.fn(questions_uri, 0, 2, bg.NAME, generator, SamplingConfig(n=2), store.url, judge)

@@ -67,7 +67,8 @@ def test_the_flow_form_offers_one_choice_of_settings_per_backend():
     refs = {backend: ref.split("/")[-1] for backend, ref in choice["discriminator"]["mapping"].items()}
     assert refs == {b: c.__name__ for b, c in MODEL_CONFIGS.items()}
     # A new model in the form starts as the first choice: transformers, what a model without `backend` is.
-    assert [item["$ref"].split("/")[-1] for item in choice["anyOf"]] == ["TransformersModel", "VllmModel", "OpenAIModel"]
+    assert [item["$ref"].split("/")[-1] for item in choice["anyOf"]] == ["TransformersModel", "VllmModel",
+                                                                         "OpenAIModel"]
     definitions = schema["definitions"]
     for backend, name in refs.items():
         model = definitions[name]
@@ -131,7 +132,8 @@ def test_a_config_dumped_whole_before_backends_had_classes_still_reads():
               {**unused, "name": "o", "backend": "openai", "base_url": "http://h/v1", "prefill": "fold"}]
     parsed = parse_config({"datasets": DATASETS, "models": models, "generators": ["t"], "evaluators": ["t"]})
     # dtype float32 was the default then, and stays the dtype of the local models that wrote it.
-    assert parsed.models == [TransformersModel(name="t", dtype="float32"), VllmModel(name="v", backend="vllm", dtype="float32"),
+    assert parsed.models == [TransformersModel(name="t", dtype="float32"),
+                             VllmModel(name="v", backend="vllm", dtype="float32"),
                              OpenAIModel(name="o", backend="openai", base_url="http://h/v1", prefill="fold")]
 
 

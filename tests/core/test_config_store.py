@@ -56,7 +56,8 @@ def test_overrides(tmp_path):
 @pytest.mark.parametrize("bad, field, words", [
     (GOOD.replace("n: 3", "n: 0"), "sampling.n", "greater than or equal to 1"),
     (GOOD.replace("n: 3", "n: 3\n  temprature: 0.7"), "sampling.temprature", "Extra inputs"),
-    (GOOD.replace("nlgraph_shortest_path", "nlgraph_shortest_pth"), "datasets.0.name", "Did you mean: nlgraph_shortest_path"),
+    (GOOD.replace("nlgraph_shortest_path", "nlgraph_shortest_pth"), "datasets.0.name",
+     "Did you mean: nlgraph_shortest_path"),
     (GOOD + "report:\n  margins: [1.0, 1.5]\n", "report.margins", "(0, 1]"),
     (GOOD + "generators: [gpt9]\n", "(top level)", "`generators` names ['gpt9'] not in `models`"),
     (GOOD.replace("n_questions: 2", "n_questions: 2\n    difficulty: medium"), "datasets.0",

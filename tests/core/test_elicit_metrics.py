@@ -26,7 +26,8 @@ def samples_table():
         ("q2", 1, "5", 0.6, False, "bb", -0.9),
         ("q2", 2, "6", 0.9, False, "bbbb", -0.4),
     ]
-    df = pd.DataFrame(rows, columns=["question_id", "sample_idx", "extracted", "proxy", "correct", "answer", "mean_logprob"])
+    df = pd.DataFrame(rows, columns=["question_id", "sample_idx", "extracted", "proxy", "correct", "answer",
+                                     "mean_logprob"])
     df["dataset"] = "toy"
     df["correct"] = df["correct"].astype("boolean")
     return df
@@ -236,7 +237,8 @@ def test_one_accwow_plot_per_dataset_of_a_size_that_grows_with_its_rows():
 def test_plot_file_labels_are_file_safe_and_distinct():
     from wow_core.report import plot_labels
     assert plot_labels(["nlgraph_shortest_path", "mmlu pro/law", "mmlu pro law", "nlgraph_shortest_path"]) == {
-        "nlgraph_shortest_path": "nlgraph_shortest_path", "mmlu pro/law": "mmlu_pro_law", "mmlu pro law": "mmlu_pro_law.2"}
+        "nlgraph_shortest_path": "nlgraph_shortest_path", "mmlu pro/law": "mmlu_pro_law",
+        "mmlu pro law": "mmlu_pro_law.2"}
 
 
 def test_the_markdown_links_each_datasets_plot_under_its_heading():
@@ -271,7 +273,8 @@ def test_the_papers_protocol_by_hand():
     paper_pw = pairwise_pairs(pairs, j, filtered=False, protocol="paper")
     assert paper_pw[["i", "j", "prefers_less_wrong"]].values.tolist() == [[0, 1, True], [0, 2, False], [1, 2, False]]
     j.loc[(j.i == 0) & (j.j == 2) & (j["first"] == 0), "preferred"] = None     # unparsed: still a miss
-    assert pairwise_pairs(pairs, j, filtered=False, protocol="paper").prefers_less_wrong.tolist() == [True, False, False]
+    assert (pairwise_pairs(pairs, j, filtered=False, protocol="paper").prefers_less_wrong.tolist()
+            == [True, False, False])
     assert len(pairwise_pairs(pairs, j, filtered=False)) == 4                    # wow leaves it out
     # Top-p: floor(p N) pairs (wow: ceil); floor 0 keeps every pair.
     table = pd.DataFrame({"question_id": list("abcde"), "gap": [5.0, 4, 3, 2, 1], "prefers_less_wrong": [True] * 5})

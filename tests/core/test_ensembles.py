@@ -135,7 +135,8 @@ def test_an_ensemble_config_and_its_method_name():
     ({"name": "x", "members": ["a", "b"], "rule": "mean_score"}, {}, "rule mean_score combines score_k<k> verdicts"),
     ({"name": "x", "members": ["a", "b"], "rule": "majority", "method": "score_k1"}, {},
      "rule majority combines pairwise verdicts"),
-    ({"name": "x", "members": ["a", "b"], "rule": "unanimous", "method": "score_k3"}, {}, "needs k=3 in `judge.score_k`"),
+    ({"name": "x", "members": ["a", "b"], "rule": "unanimous", "method": "score_k3"}, {},
+     "needs k=3 in `judge.score_k`"),
     ({"name": "x", "members": ["a", "b"], "rule": "majority"}, {"methods": ["score"]}, "to include pairwise"),
 ])
 def test_a_bad_ensemble_names_its_field(ensemble, judge, words):

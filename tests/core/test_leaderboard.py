@@ -11,7 +11,8 @@ from wow_core.report import SELF, leaderboard_rows, plot_leaderboard, render_lea
 def pairs(outcomes: list[tuple[str, bool]]) -> pd.DataFrame:
     """A pairs table with only what the leaderboard reads: the question and whether the verdict was right."""
     return pd.DataFrame({"question_id": [q for q, _ in outcomes],
-                         "prefers_less_wrong": [ok for _, ok in outcomes]}, columns=["question_id", "prefers_less_wrong"])
+                         "prefers_less_wrong": [ok for _, ok in outcomes]},
+                        columns=["question_id", "prefers_less_wrong"])
 
 
 def pairwise(rows: list[tuple], tokens: list[tuple] | None = None) -> pd.DataFrame:

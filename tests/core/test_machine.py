@@ -63,7 +63,8 @@ def test_a_gpu_that_is_not_there_is_named():
 
 
 def test_parse_cpuinfo_reads_x86_flags_and_arm_features():
-    x86 = "processor\t: 0\nmodel name\t: AMD EPYC 9B14\nflags\t\t: fpu avx2 avx512f avx512_bf16\n\nprocessor\t: 1\nflags\t\t: fpu\n"
+    x86 = ("processor\t: 0\nmodel name\t: AMD EPYC 9B14\nflags\t\t: fpu avx2 avx512f avx512_bf16\n\n"
+           "processor\t: 1\nflags\t\t: fpu\n")
     assert parse_cpuinfo(x86) == (frozenset({"fpu", "avx2", "avx512f", "avx512_bf16"}), "AMD EPYC 9B14")
     arm = "processor\t: 0\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd evtstrm bf16 sve\nCPU implementer\t: 0x41\n"
     assert parse_cpuinfo(arm)[0] == frozenset({"fp", "asimd", "evtstrm", "bf16", "sve"})

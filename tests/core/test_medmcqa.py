@@ -76,5 +76,6 @@ def test_malformed_parquet_record_is_named_by_index(tmp_path):
     records = sample_records()
     records[2]["cop"] = 5
     pq.write_table(pa.Table.from_pylist(records), tmp_path / "data.parquet")
-    with pytest.raises(ValueError, match=r"data\.parquet: record 2, field 'cop': expected an option index 0\.\.3, got 5"):
+    with pytest.raises(ValueError, match=r"data\.parquet: record 2, field 'cop': "
+                                         r"expected an option index 0\.\.3, got 5"):
         medmcqa.load_questions(str(tmp_path / "data.parquet"))

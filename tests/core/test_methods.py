@@ -8,7 +8,8 @@ from wow_core.methods import JudgeMethod
 def test_names_round_trip_and_nothing_else_is_a_judge_method():
     assert JudgeMethod.of("pairwise") == JudgeMethod("pairwise")
     assert JudgeMethod.of("score_k10") == JudgeMethod("score", 10) and str(JudgeMethod("score", 10)) == "score_k10"
-    for name in ("score_k0", "score_kx", "score_k", "score", "pairwise_filtered", "score_k1_mean", "length", "Pairwise"):
+    for name in ("score_k0", "score_kx", "score_k", "score", "pairwise_filtered", "score_k1_mean", "length",
+                 "Pairwise"):
         assert JudgeMethod.of(name) is None, name
 
 

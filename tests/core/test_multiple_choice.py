@@ -215,7 +215,8 @@ def test_canonical_answer_of_a_letter_past_the_options_is_none():
 def parse_plain(record: dict, where: str, position: int) -> mc.Item:
     options = mc.options_field(record, where, "options", 2, 4)
     return mc.Item(id=mc.text_field(record, where, "id"), context=mc.text_field(record, where, "q"),
-                   options=options, gold=mc.gold_index(where, "gold", mc.int_field(record, where, "gold"), len(options)))
+                   options=options,
+                   gold=mc.gold_index(where, "gold", mc.int_field(record, where, "gold"), len(options)))
 
 
 def test_read_records_names_lines_of_json_lines(tmp_path):
@@ -230,7 +231,8 @@ def test_read_records_names_lines_of_json_lines(tmp_path):
 @pytest.mark.parametrize("content, message", [
     ('{"id": "a", "q": "?", "options": ["x", "y"], "gold": 1}\n{"id": "b", "q": "?", "options": ["x"], "gold": 0',
      r"d\.jsonl: line 2: invalid JSON at column \d+"),
-    ('{"id": "a", "q": "?", "options": ["x", "y"], "gold": 1}\n{"id": "b", "q": "?", "options": ["x", "y"], "gold": "1"}',
+    ('{"id": "a", "q": "?", "options": ["x", "y"], "gold": 1}\n'
+     '{"id": "b", "q": "?", "options": ["x", "y"], "gold": "1"}',
      r"d\.jsonl: line 2, field 'gold': expected an integer, got str '1'"),
     ('{"id": "a", "q": "?", "options": ["x", "y"], "gold": 1}\n["not", "an", "object"]',
      r"d\.jsonl: line 2: expected a JSON object, got list"),
@@ -241,7 +243,8 @@ def test_read_records_names_lines_of_json_lines(tmp_path):
     ('{"id": "a", "q": "?", "options": ["x", "  "], "gold": 0}',
      r"d\.jsonl: line 1, field 'options': option 1 is empty"),
     ('{"id": "a", "options": ["x", "y"], "gold": 0}', r"d\.jsonl: line 1, field 'q': missing"),
-    ('{"id": "a", "q": 7, "options": ["x", "y"], "gold": 0}', r"d\.jsonl: line 1, field 'q': expected a string, got int 7"),
+    ('{"id": "a", "q": 7, "options": ["x", "y"], "gold": 0}',
+     r"d\.jsonl: line 1, field 'q': expected a string, got int 7"),
     ('{"id": "a", "q": "?", "options": ["x", "y"], "gold": true}',
      r"d\.jsonl: line 1, field 'gold': expected an integer, got bool True"),
 ])

@@ -5,7 +5,7 @@ import os
 import random
 import subprocess
 import sys
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import networkx as nx
@@ -65,7 +65,7 @@ def dp_max_matching(edges, n_applicants: int, n_jobs: int) -> int:
     """Applicant by applicant: skip it, or give it a wanted job not yet taken (jobs as a bitmask)."""
     wants = [[j for i, j in edges if i == a] for a in range(n_applicants)]
 
-    @lru_cache(maxsize=None)
+    @cache
     def best(a: int, taken: int) -> int:
         if a == n_applicants:
             return 0

@@ -152,5 +152,6 @@ def test_preference_set_config_rejects_impossible_sets():
         PreferenceSetConfig(method="pairwise_filtered", top_p=0.5)
     with pytest.raises(ValueError, match="unknown preference method"):
         PreferenceSetConfig(method="scores_k2")
-    assert PreferenceSetConfig(method="score_k5", top_p=0.5, mix_right_over_wrong=True).tag("j") == "score_k5-top0.5+row.self.j"
+    assert (PreferenceSetConfig(method="score_k5", top_p=0.5, mix_right_over_wrong=True).tag("j")
+            == "score_k5-top0.5+row.self.j")
     assert math.isclose(PreferenceSetConfig(method="oracle").top_p, 1.0)

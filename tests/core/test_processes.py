@@ -20,10 +20,12 @@ time.sleep(600)
 
 
 def test_a_killed_owner_leaves_no_process_behind(tmp_path):
-    owner = subprocess.Popen([sys.executable, "-c", WATCHED_OWNER, str(tmp_path / "log")], stdout=subprocess.PIPE, text=True)
+    owner = subprocess.Popen([sys.executable, "-c", WATCHED_OWNER, str(tmp_path / "log")], stdout=subprocess.PIPE,
+                             text=True)
     group = int(owner.stdout.readline())
     time.sleep(1)
-    assert len(subprocess.run(["pgrep", "-g", str(group)], capture_output=True, text=True).stdout.split()) == 4  # watchdog, bash, its two sleeps
+    # watchdog, bash, its two sleeps
+    assert len(subprocess.run(["pgrep", "-g", str(group)], capture_output=True, text=True).stdout.split()) == 4
     owner.kill()  # SIGKILL: the owner cannot stop anything itself
     owner.wait()
     deadline = time.monotonic() + 10

@@ -51,4 +51,5 @@ def test_compose_runs_server_on_postgres_and_one_worker_per_pool():
         assert "ENV WOW_VLLM_PYTHON=/opt/vllm/bin/python" in (DOCKER / f"{pool}.Dockerfile").read_text()
     gpu = (DOCKER / "gpu.Dockerfile").read_text()
     # vLLM lives in its own environment, which the engine module is pointed at.
-    assert '/opt/vllm/bin/pip install --no-cache-dir "vllm==' in gpu and "ENV WOW_VLLM_PYTHON=/opt/vllm/bin/python" in gpu
+    assert '/opt/vllm/bin/pip install --no-cache-dir "vllm==' in gpu
+    assert "ENV WOW_VLLM_PYTHON=/opt/vllm/bin/python" in gpu

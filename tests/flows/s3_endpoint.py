@@ -36,7 +36,7 @@ def wait_listening(port: int, proc: subprocess.Popen, timeout: float = 30) -> No
             return
         except OSError:
             if proc.poll() is not None:
-                raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
+                raise RuntimeError(f"{proc.args} exited with {proc.returncode}") from None
             time.sleep(0.1)
     raise RuntimeError(f"nothing listens on port {port} after {timeout} s")
 

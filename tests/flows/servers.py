@@ -26,7 +26,7 @@ def start_prefect_server(folder: Path, timeout: float = 120) -> tuple[str, dict,
             return api, env, proc
         except OSError:
             if proc.poll() is not None:
-                raise RuntimeError((folder / "server.log").read_text())
+                raise RuntimeError((folder / "server.log").read_text()) from None
             time.sleep(1)
     proc.kill()
     raise RuntimeError(f"prefect server did not answer within {timeout:.0f} s")

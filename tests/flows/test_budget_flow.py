@@ -67,9 +67,11 @@ def test_random_pick_asks_the_seeded_draw_and_each_budget_is_its_start(run):
         mine = judged[[(q, i, j) in {p[:3] for p in drawn[:calls // 2]} for q, i, j in
                        zip(judged.question_id, judged.i, judged.j)]]
         parsed = mine[mine.preferred.notna()]
-        right = [int(p) == better[(q, i, j)] for q, i, j, p in zip(parsed.question_id, parsed.i, parsed.j, parsed.preferred)]
+        right = [int(p) == better[(q, i, j)] for q, i, j, p in
+                 zip(parsed.question_id, parsed.i, parsed.j, parsed.preferred)]
         assert row.pairs_asked == calls // 2 and row.wow_pairs == len(pairs) and row.judge_calls == calls
-        assert row.accwow_n == len(right) and (row.accwow == pytest.approx(np.mean(right)) if right else np.isnan(row.accwow))
+        assert row.accwow_n == len(right) and (row.accwow == pytest.approx(np.mean(right)) if right
+                                               else np.isnan(row.accwow))
         # The filtered set: pairs whose two parsed verdicts agree.
         agreed = parsed.groupby(["question_id", "i", "j"]).preferred.agg(["size", "nunique"])
         assert row.set_size == int(((agreed["size"] == 2) & (agreed["nunique"] == 1)).sum())
@@ -88,7 +90,8 @@ def test_signal_picks_rank_by_the_log_prob_gap(run):
     assert sorted(table[table.pick == "disagreement"].budget) == [4, 8]
     # The grid's full pairwise judge is the reference point: every pair, both orders.
     full = table[table.pick == "all pairs"].iloc[0]
-    assert full.pairs_asked == full.wow_pairs == len(wow_pairs_by_hand(samples)) and full.judge_calls == 2 * full.wow_pairs
+    assert full.pairs_asked == full.wow_pairs == len(wow_pairs_by_hand(samples))
+    assert full.judge_calls == 2 * full.wow_pairs
 
 
 def test_the_report_and_the_ui(run):

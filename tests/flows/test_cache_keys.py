@@ -3,8 +3,10 @@ from wow_core.config import DatasetConfig, JudgeConfig, ModelConfig, OpenAIModel
 from tasks.cache import stage_key
 from tasks.stages import PAIRWISE_UNREAD, SCORE_UNREAD
 
+DEFAULT_SAMPLING = SamplingConfig()
 
-def sample_key(model: ModelConfig, sampling: SamplingConfig = SamplingConfig()) -> str:
+
+def sample_key(model: ModelConfig, sampling: SamplingConfig = DEFAULT_SAMPLING) -> str:
     return stage_key("sample", {"questions_uri": "file:///q.parquet", "start": 0, "stop": 8,
                                 "dataset": "nlgraph_shortest_path", "model": model, "sampling": sampling})
 
@@ -12,8 +14,10 @@ def sample_key(model: ModelConfig, sampling: SamplingConfig = SamplingConfig()) 
 def test_a_setting_left_at_its_default_is_not_in_the_key():
     # Written out or omitted, a default is the same key: a field added later with a default that keeps
     # the old behaviour leaves existing artifacts valid.
-    assert sample_key(TransformersModel(name="m")) == sample_key(TransformersModel(name="m", dtype="auto", adapter=None))
-    assert sample_key(TransformersModel(name="m"), SamplingConfig()) == sample_key(TransformersModel(name="m"), SamplingConfig(top_p=1.0))
+    assert (sample_key(TransformersModel(name="m"))
+            == sample_key(TransformersModel(name="m", dtype="auto", adapter=None)))
+    assert (sample_key(TransformersModel(name="m"), SamplingConfig())
+            == sample_key(TransformersModel(name="m"), SamplingConfig(top_p=1.0)))
 
 
 def test_settings_that_change_results_change_the_key():
@@ -60,4 +64,5 @@ def test_judge_keys_hold_the_settings_each_judge_reads():
     # the new field is tested above.
     read = set(JudgeConfig.model_fields) - PAIRWISE_UNREAD["judge_config"]
     assert read == {"max_new_tokens", "reasoning", "max_pairs_per_question", "seed"}
-    assert set(JudgeConfig.model_fields) - SCORE_UNREAD["judge_config"] == read - {"max_pairs_per_question"} | {"protocol"}
+    assert (set(JudgeConfig.model_fields) - SCORE_UNREAD["judge_config"]
+            == read - {"max_pairs_per_question"} | {"protocol"})

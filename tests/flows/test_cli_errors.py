@@ -95,7 +95,8 @@ def test_validate_checks_rows_that_only_the_engine_would_otherwise_reach(tmp_pat
     path.write_text("\n".join(lines[:3] + [",".join(fields)] + lines[4:]) + "\n")
     config = write_config(tmp_path, f"{{name: chess_puzzles, source: file, path: {path}}}")
     assert main(["validate", str(config)]) == 2
-    assert capsys.readouterr().err.splitlines() == [f"wow: {path}: line 4, field 'Rating': expected an integer, got 'high'"]
+    assert capsys.readouterr().err.splitlines() == [f"wow: {path}: line 4, field 'Rating': "
+                                                    "expected an integer, got 'high'"]
 
 
 def test_console_formatter_drops_run_tracebacks_and_leaves_them_to_the_other_handlers():

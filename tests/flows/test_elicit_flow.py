@@ -85,8 +85,10 @@ def test_what_the_prefect_ui_shows(first_run):
     config, state = first_run
     run_id = state.state_details.flow_run_id
     with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))
-        names = sorted(r.name for r in client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id]))))
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))
+        names = sorted(r.name for r in client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id]))))
         flow_run = client.read_flow_run(run_id)
     assert flow_run.name == "elicit · tiny"
     keyed = {a.key: a for a in artifacts if a.key}
@@ -205,5 +207,6 @@ def test_a_config_from_the_form_that_breaks_a_cross_field_rule_fails_the_run_at_
     state = elicit(config=config, return_state=True)
     assert state.is_failed()
     assert state.message == ("Flow run encountered an exception: ConfigError: flow parameter 'config': field "
-                             "'(top level)': Value error, `generators` names ['nope'] not in `models` (['smollm2-135m'])")
+                             "'(top level)': Value error, `generators` names ['nope'] not in `models` "
+                             "(['smollm2-135m'])")
     assert not (tmp_path / "store").exists()

@@ -159,7 +159,8 @@ def test_grid_fans_out_over_two_workers_and_survives_a_worker_killed_mid_batch(c
     assert runs[victim["id"]]["state_type"] == "CRASHED"
     [again] = [r for r in runs.values() if r["name"] == victim["name"] and r["id"] != victim["id"]]
     assert again["state_type"] == "COMPLETED" and by_run[again["id"]]["worker"] != name
-    shard_states = [t["state_name"] for t in post(api, "/task_runs/filter", {"flow_runs": {"id": {"any_": [again["id"]]}}})
+    shard_states = [t["state_name"] for t in post(api, "/task_runs/filter",
+                                                   {"flow_runs": {"id": {"any_": [again["id"]]}}})
                     if t["name"].startswith("sample · ")]
     assert "Cached" in shard_states, shard_states
     assert not Path(f"/proc/{child}").exists()  # the killed worker's run did not live on

@@ -36,7 +36,8 @@ def rounds_grid(store: str, n: int, init: str = "continue") -> ExperimentConfig:
             heldout_fraction=0.5, preference_sets=[PreferenceSetConfig(method="oracle")],
             max_pairs=8,  # 2 training steps a round
             train=TrainConfig(epochs=1, batch_size=4, max_length=400, learning_rate=5e-4),
-            eval=SamplingConfig(n=1, max_new_tokens=24, shard_size=5, extraction_max_new_tokens=10),  # intervals resample questions
+            # intervals resample questions
+            eval=SamplingConfig(n=1, max_new_tokens=24, shard_size=5, extraction_max_new_tokens=10),
             bootstrap=100, rounds=RoundsConfig(n=n, init=init)))
 
 
@@ -67,7 +68,8 @@ def two_rounds(harness, tmp_path_factory):
 def samples_of(store: Store, config, model: str, heldout: bool):
     """The joined answers of `model` on the training (or held-out) questions."""
     heldout_ids = set(store.read_table(store.fs.glob(f"{config.store}/questions/heldout/*.parquet")[0]).question_id)
-    tables = [store.read_table(u) for u in store.fs.glob(f"{config.store}/samples/nlgraph_shortest_path.{model}-*.parquet")]
+    tables = [store.read_table(u)
+              for u in store.fs.glob(f"{config.store}/samples/nlgraph_shortest_path.{model}-*.parquet")]
     [table] = [t for t in tables if (set(t.question_id) <= heldout_ids) == heldout]
     return table
 
@@ -154,7 +156,8 @@ def test_init_base_trains_a_new_adapter_on_every_rounds_pairs(two_rounds, monkey
     # Round 2 from the base model draws its pairs from round 1's answers and round 1's model's together.
     key = ["chosen", "rejected"]
     assert based[key].equals(pairs[key].reset_index(drop=True))
-    assert set(map(tuple, pairs[key].values)) <= set(map(tuple, round1[key].values)) | set(map(tuple, round2[key].values))
+    assert (set(map(tuple, pairs[key].values))
+            <= set(map(tuple, round1[key].values)) | set(map(tuple, round2[key].values)))
     assert len(pairs) == min(8, len(round1) + len(round2))
     assert "`smollm2-135m`, `smollm2-135m+oracle.self+g0`" in card
     assert "Generators (whose sampled answers are paired): `smollm2-135m+oracle.self+g0` (" in continued

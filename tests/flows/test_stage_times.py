@@ -1,10 +1,10 @@
 """The run's profile: task runs grouped by stage, spans and summed run time computed by hand."""
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 from flows.stage_times import render, stage_times
 
-T0 = datetime(2026, 12, 7, 16, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 12, 7, 16, 0, tzinfo=UTC)
 
 
 def run(name: str, start: float | None, end: float | None, state: str = "Completed"):
@@ -22,7 +22,8 @@ def test_stages_in_order_of_first_start_with_spans_and_sums():
     assert [r.stage for r in rows] == ["sample", "judge pairwise", "evaluate"]
     sample, judge, evaluate = rows
     assert (sample.tasks, sample.first_start_s, sample.last_end_s, sample.busy_s) == (2, 10.0, 95.0, 60.0 + 83.0)
-    assert (judge.tasks, judge.cached, judge.first_start_s, judge.last_end_s, judge.busy_s) == (2, 1, 100.0, 160.0, 65.0)
+    assert ((judge.tasks, judge.cached, judge.first_start_s, judge.last_end_s, judge.busy_s)
+            == (2, 1, 100.0, 160.0, 65.0))
     assert evaluate.busy_s == 30.0
     table = render(rows, 240.0)
     assert "flow run 4:00.0" in table

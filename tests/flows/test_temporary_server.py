@@ -21,7 +21,8 @@ BIN = Path(sys.executable).parent
 
 # Many small tasks: one question under each of 10 labels, six tasks each, no judge model.
 CONFIG = "\n".join(["name: many-tasks", "store: {store}", "datasets:"]
-                   + [f"  - {{name: nlgraph_shortest_path, label: sp{i}, n_questions: 1, seed: {i}}}" for i in range(10)]
+                   + [f"  - {{name: nlgraph_shortest_path, label: sp{i}, n_questions: 1, seed: {i}}}"
+                      for i in range(10)]
                    + ["sampling: {n: 2, max_new_tokens: 4, extraction_max_new_tokens: 4}",
                       "judge: {methods: [length, consistency, logits]}"])
 

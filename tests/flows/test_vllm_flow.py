@@ -18,7 +18,8 @@ def vllm_grid(store: str) -> ExperimentConfig:
     return ExperimentConfig(
         name="tiny-vllm", store=store,
         models=[VllmModel(name="plain", backend="vllm", dtype="float32"),
-                VllmModel(name="stepwise", backend="vllm", dtype="float32", system_prompt="Work step by step.", temperature=0.7)],
+                VllmModel(name="stepwise", backend="vllm", dtype="float32", system_prompt="Work step by step.",
+                          temperature=0.7)],
         generators=["plain", "stepwise"], evaluators=["plain"],
         datasets=[DatasetConfig(name="nlgraph_shortest_path", n_questions=3, seed=1)],
         sampling=SamplingConfig(n=4, max_new_tokens=32, shard_size=2, extraction_max_new_tokens=12),

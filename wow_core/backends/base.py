@@ -1,7 +1,8 @@
 """The interface every LLM backend implements, and the priority of the requests a stage sends."""
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Iterator, Protocol
+from typing import Protocol
 
 from wow_core.records import Generation
 

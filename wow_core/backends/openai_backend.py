@@ -182,7 +182,8 @@ class OpenAIBackend:
                         reply = response.json()
                         prompt_tokens = (reply.get("usage") or {}).get("prompt_tokens")  # one prompt for all choices
                         return [self._generation(choice, prefill, prompt_tokens) for choice in reply["choices"]]
-                    failure, status = f"HTTP {response.status_code}: {self._server_message(response)}", response.status_code
+                    failure = f"HTTP {response.status_code}: {self._server_message(response)}"
+                    status = response.status_code
                     if status not in RETRY_STATUSES:
                         raise EndpointError(self._describe(f"refused the request ({failure})"), status)
                     wait = self._retry_after(response)

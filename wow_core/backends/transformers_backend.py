@@ -183,7 +183,8 @@ class TransformersBackend:
                                        torch.tensor(copies, device=self.device))
         if width > 1:
             cache.batch_select_indices(rows)
-        sampling = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) if sample else dict(do_sample=False)
+        sampling = (dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) if sample
+                    else dict(do_sample=False))
         out = self.model.generate(
             input_ids=ids[rows], attention_mask=mask[rows], cache=cache, max_new_tokens=max_new_tokens,
             return_dict_in_generate=True, output_logits=True, pad_token_id=pad, **sampling)

@@ -9,7 +9,8 @@ does: Yao et al. 2024, "Varying Shades of Wrong: Aligning LLMs with Wrong Answer
 
 Proxy (FActScore's factual precision). A judge model, configured like any other model (the dataset's
 `options: {judge: <model name>}`, default: the config's first evaluator, the same for every generator
-so that their proxies compare; a judge that is the generator grades itself, and the run warns), is asked through the backend interface, in two batched rounds:
+so that their proxies compare; a judge that is the generator grades itself, and the run warns), is asked
+through the backend interface, in two batched rounds:
 1. split: the biography's atomic facts, one per line (`FACTS_PROMPT`, with one worked example, its reply
    started with "- "); parsed by `parse_facts` (list markers, headings and repeats handled; a fact line
    holding several sentences is split into them);
@@ -148,8 +149,8 @@ def parse_facts(reply: str) -> list[str]:
 
 
 _ECHO = re.compile(r"\btrue\s+or\s+false\b", re.IGNORECASE)
-_VERDICT = re.compile(r"\b(not\s+(?:true|supported|correct)|unsupported|incorrect|false|no|true|supported|correct|yes)\b",
-                      re.IGNORECASE)
+_VERDICT = re.compile(r"\b(not\s+(?:true|supported|correct)|unsupported|incorrect|false|no|"
+                      r"true|supported|correct|yes)\b", re.IGNORECASE)
 
 
 def parse_verdict(reply: str) -> bool | None:
@@ -356,7 +357,8 @@ def load_questions(path: str, knowledge: str | None = None, judge: str | None = 
         if entity not in source:
             raise ValueError(f"{path}: line {line_no}, field 'entity': {entity!r} is not a title in {where_known}")
         if entity in listed:
-            raise ValueError(f"{path}: line {line_no}, field 'entity': {entity!r} is listed on line {listed[entity]} too")
+            raise ValueError(f"{path}: line {line_no}, field 'entity': {entity!r} is listed on line "
+                             f"{listed[entity]} too")
         listed[entity] = line_no
         questions.append(_question(f"{NAME}/{stem}/{line_no}", entity, source[entity]))
     return questions

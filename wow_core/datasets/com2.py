@@ -36,7 +36,7 @@ similarity of the chosen option's text to the correct one's). Correct means prox
 The generator draws from BANK, 20 hand-written 2i queries in COM2's wording (a correct event, a
 near miss, an unrelated event about the same person and an unrelated sentence), without repeats; the
 options are shuffled by the seed.
-"""
+"""  # noqa: E501 (the worked example is the prompt verbatim: its lines are not wrapped)
 import ast
 
 import wow_core.datasets.multiple_choice as mc

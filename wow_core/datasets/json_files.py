@@ -4,8 +4,8 @@ Not a dataset: the loaders of several dataset modules read their files through i
 file reads the same way whichever task it belongs to.
 """
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 
 def json_lines(text: str, where: str) -> Iterator[tuple[int, dict]]:

@@ -35,7 +35,7 @@ its own letters; `canonical_answer` maps them back to the canonical answer, whic
 option by its letter in the question's own order (`Question.text`) and by its text. Proxy (DESIGN.md):
 the fraction of the three blanks filled with the gold option (0, 1/3, 2/3 or 1); correct means all
 three.
-"""
+"""  # noqa: E501 (the worked example is the prompt verbatim: its lines are not wrapped)
 import itertools
 import random
 import re

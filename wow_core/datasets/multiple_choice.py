@@ -34,9 +34,9 @@ import math
 import numbers
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 from wow_core.datasets.json_files import json_records
 from wow_core.records import Question
@@ -357,7 +357,7 @@ def gold_index(where: str, key: str, value: int, n_options: int) -> int:
 def _letter_after(prefix: str, letters: str) -> str:
     """A regex for `prefix` then one option letter, in bold, brackets or after "option", that is not an
     article or pronoun ("A bit", "I think") and not one of two letters ("B or C", "B/C", "B, C")."""
-    one = rf"[*(\[]*\s*(?:(?i:option|choice)\s*)?[*(\[]*\s*"
+    one = r"[*(\[]*\s*(?:(?i:option|choice)\s*)?[*(\[]*\s*"
     return (rf"{prefix}\s*:?\s*{one}([{letters}])(?![A-Za-z0-9])(?!(?<=[AI])[ \t]+[a-z])"
             rf"(?![*)\]]*\s*(?:,|/|(?i:or|and)\s)\s*{one}[{letters}](?![A-Za-z0-9]))")
 

@@ -9,8 +9,8 @@ import json
 import math
 import random
 import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import networkx as nx
 

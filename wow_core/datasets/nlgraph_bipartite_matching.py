@@ -36,10 +36,10 @@ unit capacities (source -> applicants -> jobs -> sink), so the max-flow rule app
 as there it is symmetric: an answer off by g or more (0 matches, or twice the maximum) scores 0.
 Every question names at least one interest, so g >= 1; generated ones have g >= 2.
 Correct means proxy 1, i.e. a == g.
-"""
+"""  # noqa: E501 (the worked example is the prompt verbatim: its lines are not wrapped)
 import random
 import re
-from typing import Iterator
+from collections.abc import Iterator
 
 import networkx as nx
 

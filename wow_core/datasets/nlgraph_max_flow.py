@@ -30,7 +30,7 @@ Correct means proxy 1, i.e. a == g.
 """
 import random
 import re
-from typing import Iterator
+from collections.abc import Iterator
 
 import networkx as nx
 
