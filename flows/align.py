@@ -18,7 +18,6 @@ from flows.runtime import checked_config, run_name, run_tasks, say_precision, st
 from flows.units import UnitCall, Units, model_units, report_loads
 from tasks.stages import build_alignment_report, build_preference_set, join_samples, split_heldout
 from wow_core.config import ExperimentConfig
-from wow_core.methods import JudgeMethod
 from wow_core.store import Store
 
 
@@ -69,8 +68,7 @@ def submit_alignment(config: ExperimentConfig, elicitation: Elicitation, units: 
     split_t, pref_t, join_t, report_t = run_tasks(
         [split_heldout, build_preference_set, join_samples, build_alignment_report], store)
     by_tag = {d.tag: d for d in config.datasets}
-    trained_on = a.datasets or list(by_tag)
-    evaluated_on = list(by_tag) if a.transfer else trained_on
+    evaluated_on = list(elicitation.grid.splits)  # those trained on, and with `transfer` every other one
     splits = {tag: split_t.submit(elicitation.questions[tag]["uri"], a.heldout_fraction, a.split_seed,
                                   by_tag[tag].name, store) for tag in evaluated_on}
     splits = {tag: f.result() for tag, f in splits.items()}
@@ -82,31 +80,26 @@ def submit_alignment(config: ExperimentConfig, elicitation: Elicitation, units: 
                               **{d: u for d, u in answers.items() if d != run["trained_on"]}}
 
     base, trainings, base_answers, psets = [], [], {}, {}
-    grid = a.grid_points()
+    points = a.grid_points()
     for name in config.aligned_models():
         model = config.model(name)
         [answers] = heldout.answers(name, [model], False, evaluated_on)
         base_answers[name] = answers
         base += [{"model": name, "dataset": tag, "uri": uri} for tag, uri in answers.items()]
         sets, calls = [], []
-        for tag in trained_on:
-            for spec in a.preference_sets:
-                evaluator = (spec.evaluator or name) if spec.judged else None
-                judge_method = JudgeMethod.read_by(spec.method)
-                generators = [name] if spec.source == "self" else config.generators
-                sources = [{"generator": g, "samples_uri": elicitation.samples[(tag, g)],
-                            "judgments_uri": (elicitation.judgments[(tag, g, evaluator, str(judge_method))]
-                                              if evaluator else None)}
-                           for g in generators]
-                set_tag = spec.tag(evaluator)
-                label = f"{tag}.{name}.{set_tag}"
-                pset = pref_t.submit(spec, evaluator, sources, splits[tag]["train_ids"], a.max_pairs, a.pair_seed,
-                                     label, store)
-                psets[(name, tag, set_tag)] = (sources, pset)
-                for g, point in enumerate(grid):
-                    sets.append((name, tag, set_tag, g, point, pset))
-                    calls.append(UnitCall("train_grid_point", dict(preference=pset, model=model, train_config=point,
-                                                                   label=f"{label}.g{g}", store=store)))
+        for p in (p for p in elicitation.grid.preference_sets if p.model == name):
+            sources = [{"generator": g, "samples_uri": elicitation.samples[(p.dataset, g)],
+                        "judgments_uri": elicitation.judgments[(p.dataset, g, p.evaluator, str(p.judge))]
+                        if p.evaluator else None} for g in p.generators]
+            label = f"{p.dataset}.{name}.{p.tag}"
+            pset = pref_t.submit(a.preference_sets[p.spec], p.evaluator, sources, splits[p.dataset]["train_ids"],
+                                 a.max_pairs, a.pair_seed, label, store)
+            psets[(name, p.dataset, p.tag)] = (sources, pset)
+            for t in (t for t in elicitation.grid.train_points if t.preference_set == p):
+                point = points[t.grid_point]
+                sets.append((name, p.dataset, p.tag, t.grid_point, point, pset))
+                calls.append(UnitCall("train_grid_point", dict(preference=pset, model=model, train_config=point,
+                                                               label=f"{label}.g{t.grid_point}", store=store)))
         trainings += [(*s, f) for s, f in zip(sets, units.map(name, "train", calls))]
 
     # Each adapter is evaluated on every dataset, one adapter after another. Here: each as soon as it

@@ -3,6 +3,7 @@
 Fans out per dataset x generator for sampling (in question shards, so a crash loses at most one
 shard) and per dataset x generator x evaluator x method for judging, then joins into one report.
 """
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 
@@ -17,8 +18,8 @@ from tasks.stages import (build_budget_report, build_leaderboard, build_report, 
                           make_questions, method_pairs)
 from wow_core.config import DatasetConfig, ExperimentConfig, ModelConfig
 from wow_core.datasets import get_dataset
-from wow_core.elicit import SELF_SIGNALS
-from wow_core.report import SELF
+from wow_core.methods import SELF, JudgeMethod
+from wow_core.plan import Grid, Judging, grid_plan
 from wow_core.store import Store
 
 
@@ -44,6 +45,7 @@ def proxy_judge(config: ExperimentConfig, ds: DatasetConfig, generator: str) -> 
 class Elicitation:
     """What the elicitation graph submitted: the stages alignment builds on, and the report."""
     questions: dict[str, dict] = field(default_factory=dict)   # dataset tag -> {uri, n}
+    grid: Grid | None = None                                    # the plan, from the questions' counts
     samples: dict[tuple[str, str], PrefectFuture] = field(default_factory=dict)  # (tag, generator)
     # (tag, generator, evaluator, "pairwise" | "score_k<k>") -> judgments URI
     judgments: dict[tuple[str, str, str, str], PrefectFuture] = field(default_factory=dict)
@@ -59,105 +61,103 @@ class Elicitation:
         return {**uris, **{k: f.result() for k, f in companions.items() if f is not None}}
 
 
+def judge_call(config: ExperimentConfig, judging: Judging, samples_uri) -> UnitCall:
+    """The unit that asks `judging`'s evaluator for its verdicts on the answers at `samples_uri`."""
+    arguments = dict(samples_uri=samples_uri, dataset=config.dataset(judging.dataset).name,
+                     model=config.model(judging.evaluator), judge_config=config.judge, store=config.store)
+    if judging.method.kind == "pairwise":
+        return UnitCall("judge_pairwise", arguments)
+    return UnitCall("judge_score", {**arguments, "k": judging.method.k})
+
+
 def submit_elicitation(config: ExperimentConfig, units: Units) -> Elicitation:
-    """Submit the elicitation grid of `config`; its futures resolve as the tasks finish."""
-    store = config.store
+    """Submit the elicitation grid of `config` (its plan: wow_core/plan.py); its futures resolve as the
+    tasks finish."""
+    store, j = config.store, config.judge
     q_task, join_task, pairs_task, ensemble_task, report_task, leaderboard_task, budget_task = run_tasks(
         [make_questions, join_samples, method_pairs, ensemble_pairs, build_report, build_leaderboard,
          build_budget_report], store)
-    out = Elicitation()
-    for ds in config.datasets:
-        out.questions[ds.tag] = q_task(ds, store)
+    by_tag = {ds.tag: ds for ds in config.datasets}
+    out = Elicitation(questions={tag: q_task(ds, store) for tag, ds in by_tag.items()})
+    out.grid = grid = grid_plan(config, {tag: q["n"] for tag, q in out.questions.items()})
 
-    # Sampling: every shard of a generator, over all datasets, as one model's units.
-    shards: dict[tuple[str, str], list[int]] = {}
+    # §2.1 Sampling: every shard of a generator, over all datasets, as one model's units.
     for gen in config.generators:
-        calls = []
-        for ds in config.datasets:
-            questions, step = out.questions[ds.tag], config.sampling.shard_size
-            judge_model = proxy_judge(config, ds, gen)  # once per dataset: it warns when it is the generator
-            for start in range(0, questions["n"], step):
-                shards.setdefault((ds.tag, gen), []).append(len(calls))
-                calls.append(UnitCall("sample_shard", dict(
-                    questions_uri=questions["uri"], start=start, stop=min(start + step, questions["n"]),
-                    dataset=ds.name, model=config.model(gen), sampling=config.sampling_for(gen), store=store,
-                    judge_model=judge_model)))
-        futures = units.map(gen, "sample", calls)
-        for ds in config.datasets:
-            out.samples[(ds.tag, gen)] = join_task.submit([futures[i] for i in shards.get((ds.tag, gen), [])],
-                                                          ds.name, gen, store)
+        shards = [s for s in grid.sampling if s.model == gen]
+        # Once per dataset: it warns when the proxy's judge is the generator.
+        judges = {tag: proxy_judge(config, ds, gen) for tag, ds in by_tag.items()}
+        futures = units.map(gen, "sample", [UnitCall("sample_shard", dict(
+            questions_uri=out.questions[s.dataset]["uri"], start=s.start, stop=s.stop, dataset=by_tag[s.dataset].name,
+            model=config.model(gen), sampling=config.sampling_for(gen), store=store, judge_model=judges[s.dataset]))
+            for s in shards])
+        for tag, ds in by_tag.items():
+            out.samples[(tag, gen)] = join_task.submit([f for f, s in zip(futures, shards) if s.dataset == tag],
+                                                       ds.name, gen, store)
 
-    # Judging: every evaluator's verdicts on every generator's answers, as the evaluator's units.
-    j = config.judge
-    judge_methods = j.judge_methods
+    # §2.2 Judging: every evaluator's verdicts on every generator's answers, as the evaluator's units.
     for ev in config.evaluators:
-        keys, calls = [], []
-        for ds in config.datasets:
-            for gen in config.generators:
-                base = dict(samples_uri=out.samples[(ds.tag, gen)], dataset=ds.name, model=config.model(ev),
-                            judge_config=j, store=store)
-                for judge_method in judge_methods:
-                    keys.append((ds.tag, gen, ev, str(judge_method)))
-                    calls.append(UnitCall("judge_pairwise", base) if judge_method.kind == "pairwise"
-                                 else UnitCall("judge_score", {**base, "k": judge_method.k}))
-        out.judgments.update(zip(keys, units.map(ev, "judge", calls)))
+        judgings = [c for c in grid.judgings if c.evaluator == ev]
+        futures = units.map(ev, "judge", [judge_call(config, c, out.samples[(c.dataset, c.generator)])
+                                          for c in judgings])
+        out.judgments.update({(c.dataset, c.generator, ev, str(c.method)): f for c, f in zip(judgings, futures)})
 
-    # Budget-aware judging: each pick's pairs at the largest budget, as the evaluator's units too.
-    budget_entries = []
-    if j.budget is not None:
-        b = j.budget
-        for ev in b.evaluators or config.evaluators:
-            cells, calls = [], []
-            for ds in [d for d in config.datasets if b.datasets is None or d.tag in b.datasets]:
-                for gen in config.generators:
-                    cell = {"dataset": ds.tag, "generator": gen, "evaluator": ev, "seed": b.seed,
-                            "samples_uri": out.samples[(ds.tag, gen)]}
-                    for pick in b.picks:
-                        cells.append({**cell, "pick": pick})
-                        calls.append(UnitCall("judge_budget", dict(
-                            samples_uri=out.samples[(ds.tag, gen)], dataset=ds.name, model=config.model(ev),
-                            judge_config=j, pick=pick, calls=max(b.calls), seed=b.seed, store=store)))
-                    if (ds.tag, gen, ev, "pairwise") in out.judgments:  # where the curve is heading
-                        budget_entries.append({**cell, "pick": "all pairs",
-                                               "judgments_uri": out.judgments[(ds.tag, gen, ev, "pairwise")]})
-            budget_entries += [{**c, "judgments_uri": f} for c, f in zip(cells, units.map(ev, "judge", calls))]
+    budget_entries = submit_budget(config, grid, out, units) if grid.budget else []
 
-    # Every method's verdicts on the WoW pairs, then the report.
-    entries, samples, judges = [], [], []
-    for ds in config.datasets:
-        for gen in config.generators:
-            samples_uri, label = out.samples[(ds.tag, gen)], f"{ds.tag}.{gen}"
-            samples.append({"dataset": ds.tag, "generator": gen, "uri": samples_uri})
-            for method in (m for m in j.methods if m in SELF_SIGNALS):
-                entries.append({"dataset": ds.tag, "generator": gen, "evaluator": SELF, "method": method,
-                                "pairs_uri": pairs_task.submit(method, samples_uri, None, ds.name, label, store,
-                                                               j.protocol)})
-            for ev in config.evaluators:
-                for judge_method in map(str, judge_methods):
-                    uri = out.judgments[(ds.tag, gen, ev, judge_method)]
-                    judges.append({"dataset": ds.tag, "generator": gen, "evaluator": ev, "method": judge_method,
-                                   "uri": uri})
-                    for method in (["pairwise", "pairwise_filtered"] if judge_method == "pairwise" else [judge_method]):
-                        entries.append({"dataset": ds.tag, "generator": gen, "evaluator": ev, "method": method,
-                                        "pairs_uri": pairs_task.submit(method, samples_uri, uri, ds.name,
-                                                                       f"{label}.{ev}", store, j.protocol)})
-            # Judge ensembles: their members' judgments of these answers, combined (no model call).
-            for ens in j.ensembles:
-                members = [out.judgments[(ds.tag, gen, m, ens.method)] for m in ens.members]
-                entries.append({"dataset": ds.tag, "generator": gen, "evaluator": ens.name,
-                                "method": ens.elicitation_method,
-                                "pairs_uri": ensemble_task.submit(ens.rule, ens.method, samples_uri, members, ds.name,
-                                                                  f"{label}.{ens.name}", store)})
+    # §3 Every method's verdicts on the WoW pairs, then the report.
+    ensembles = {(e.name, e.elicitation_method): e for e in j.ensembles}
+    entries = []
+    for cell in grid.cells:
+        samples_uri, name = out.samples[(cell.dataset, cell.generator)], by_tag[cell.dataset].name
+        label = f"{cell.dataset}.{cell.generator}"
+        if cell.evaluator == SELF:
+            pairs = pairs_task.submit(cell.method, samples_uri, None, name, label, store, j.protocol)
+        elif ens := ensembles.get((cell.evaluator, cell.method)):  # no model call: the members' judgments
+            members = [out.judgments[(cell.dataset, cell.generator, m, ens.method)] for m in ens.members]
+            pairs = ensemble_task.submit(ens.rule, ens.method, samples_uri, members, name, f"{label}.{ens.name}",
+                                         store)
+        else:
+            reads = str(JudgeMethod.read_by(cell.method))
+            judged = out.judgments[(cell.dataset, cell.generator, cell.evaluator, reads)]
+            pairs = pairs_task.submit(cell.method, samples_uri, judged, name, f"{label}.{cell.evaluator}", store,
+                                      j.protocol)
+        entries.append({**dataclasses.asdict(cell), "pairs_uri": pairs})
+    samples = [{"dataset": tag, "generator": gen, "uri": out.samples[(tag, gen)]}
+               for tag in by_tag for gen in config.generators]
+    judges = [{"dataset": tag, "generator": gen, "evaluator": ev, "method": str(m),
+               "uri": out.judgments[(tag, gen, ev, str(m))]}
+              for tag in by_tag for gen in config.generators for ev in config.evaluators for m in j.judge_methods]
     # Prefect resolves the futures nested in these lists and waits for them.
-    ensembles = {e.name: e.members for e in j.ensembles}
+    members = {e.name: e.members for e in j.ensembles}
     out.report = report_task.submit(config.name, entries, samples, judges, config.report.margins,
-                                    config.report.confidence, store, j.protocol, ensembles or None)
+                                    config.report.confidence, store, j.protocol, members or None)
     if config.report.leaderboard:
-        out.leaderboard = leaderboard_task.submit(config.name, entries, judges, ensembles, config.report.confidence,
+        out.leaderboard = leaderboard_task.submit(config.name, entries, judges, members, config.report.confidence,
                                                   store)
     if budget_entries:
         out.budget = budget_task.submit(config.name, budget_entries, j.budget.calls, config.report.confidence, store)
     return out
+
+
+def submit_budget(config: ExperimentConfig, grid: Grid, out: Elicitation, units: Units) -> list[dict]:
+    """Beyond the paper: budget-aware judging. Each pick's pairs judged at the largest budget, as the
+    evaluator's units, beside the grid's own pairwise judgment ("all pairs": where the curve is heading).
+    Returns the budget report's entries."""
+    b, entries = config.judge.budget, []
+    for ev in dict.fromkeys(x.evaluator for x in grid.budget):
+        mine = [x for x in grid.budget if x.evaluator == ev]
+        cells = [{"dataset": x.dataset, "generator": x.generator, "evaluator": ev, "seed": b.seed,
+                  "samples_uri": out.samples[(x.dataset, x.generator)], "pick": x.pick} for x in mine]
+        for tag, gen in dict.fromkeys((x.dataset, x.generator) for x in mine):
+            if (tag, gen, ev, "pairwise") in out.judgments:
+                entries.append({"dataset": tag, "generator": gen, "evaluator": ev, "seed": b.seed,
+                                "samples_uri": out.samples[(tag, gen)], "pick": "all pairs",
+                                "judgments_uri": out.judgments[(tag, gen, ev, "pairwise")]})
+        calls = [UnitCall("judge_budget", dict(
+            samples_uri=out.samples[(x.dataset, x.generator)], dataset=config.dataset(x.dataset).name,
+            model=config.model(ev), judge_config=config.judge, pick=x.pick, calls=x.calls, seed=b.seed,
+            store=config.store)) for x in mine]
+        entries += [{**c, "judgments_uri": f} for c, f in zip(cells, units.map(ev, "judge", calls))]
+    return entries
 
 
 @flow(name="elicit", flow_run_name=run_name("elicit"), validate_parameters=False, log_prints=True)

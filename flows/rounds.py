@@ -10,13 +10,14 @@ one after another.
 """
 from prefect.futures import PrefectFuture
 
-from flows.elicit import Elicitation, proxy_judge
+from flows.elicit import Elicitation, judge_call, proxy_judge
 from flows.runtime import run_tasks
 from flows.units import UnitCall, Units
 from tasks.stages import build_preference_set, build_rounds_report, join_samples, training_questions
 from wow_core import evaluate
 from wow_core.config import ExperimentConfig
 from wow_core.methods import JudgeMethod
+from wow_core.plan import Judging
 
 
 def submit_rounds(config: ExperimentConfig, elicitation: Elicitation, units: Units, heldout, base_answers: dict,
@@ -66,10 +67,7 @@ def submit_rounds(config: ExperimentConfig, elicitation: Elicitation, units: Uni
                 samples = join_t.submit(shards, ds.name, model.name, store)
                 judgments = None
                 if evaluator:
-                    arguments = dict(samples_uri=samples, dataset=ds.name, model=config.model(evaluator),
-                                     judge_config=config.judge, store=store)
-                    call = UnitCall("judge_pairwise", arguments) if judge_method.kind == "pairwise" else \
-                        UnitCall("judge_score", {**arguments, "k": judge_method.k})
+                    call = judge_call(config, Judging(tag, model.name, evaluator, judge_method), samples)
                     [judgments] = units.map(evaluator, "judge", [call])
                 source = {"generator": model.name, "samples_uri": samples, "judgments_uri": judgments}
                 sources = [*sources, source] if rounds.init == "base" else [source]

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from wow_core.methods import JudgeMethod
+from wow_core.methods import SELF, JudgeMethod
 
 Method = Literal["length", "consistency", "logits", "pairwise", "score"]
 ELICITATION_METHODS: tuple[str, ...] = get_args(Method)
@@ -682,7 +682,7 @@ class ExperimentConfig(_Strict):
         seen: dict[str, EnsembleConfig] = {}
         for i, e in enumerate(self.judge.ensembles):
             where = f"`judge.ensembles.{i}"
-            if e.name in names or e.name == "(self)":  # report.SELF: the self signals' evaluator
+            if e.name in names or e.name == SELF:
                 raise ValueError(f"{where}.name`: {e.name!r} is a model's name or the self signals'; give the "
                                  "ensemble a name of its own")
             other = seen.setdefault(e.name, e)
@@ -727,6 +727,10 @@ class ExperimentConfig(_Strict):
 
     def model(self, name: str) -> ModelConfig:
         return next(m for m in self.models if m.name == name)
+
+    def dataset(self, tag: str) -> DatasetConfig:
+        """The dataset whose tag (its label, else its name) is `tag`."""
+        return next(d for d in self.datasets if d.tag == tag)
 
     def sampling_for(self, name: str) -> SamplingConfig:
         """The sampling settings of generator `name`: `sampling` with the model's own temperature."""

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 _SCORE = re.compile(r"score_k(\d+)")
+SELF = "(self)"  # the evaluator of the self signals (length, consistency, logits), which need no judge
 
 
 @dataclass(frozen=True)

@@ -26,16 +26,21 @@ PREFERENCE_COLUMNS = ["prompt", "chosen", "rejected", "dataset", "question_id", 
                       "chosen_idx", "rejected_idx", "gap", "chosen_proxy", "rejected_proxy"]
 
 
+def heldout_count(n: int, fraction: float) -> int:
+    """How many of `n` questions are held out: round(fraction * n), at least one, and at least one left
+    to train on."""
+    return min(n - 1, max(1, round(fraction * n)))
+
+
 def split_questions(question_ids: list[str], heldout_fraction: float, seed: int) -> tuple[list[str], list[str]]:
-    """(training ids, held-out ids): round(fraction * N) questions, at least 1, held out.
+    """(training ids, held-out ids): `heldout_count` of them held out.
 
     The split is a fixed function of the ids and the seed (the ids ordered by a hash), so every
     stage and every rerun agrees on it.
     """
     def rank(qid: str) -> str:
         return hashlib.sha256(f"{seed}:{qid}".encode()).hexdigest()
-    n_heldout = min(len(question_ids) - 1, max(1, round(heldout_fraction * len(question_ids))))
-    heldout = set(sorted(question_ids, key=rank)[:n_heldout])
+    heldout = set(sorted(question_ids, key=rank)[:heldout_count(len(question_ids), heldout_fraction)])
     return [q for q in question_ids if q not in heldout], [q for q in question_ids if q in heldout]
 
 

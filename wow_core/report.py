@@ -10,13 +10,13 @@ from matplotlib.lines import Line2D
 
 from wow_core.elicit import VERDICT_METHODS, wow_pairs
 from wow_core.judge_reliability import pairwise_reliability, picks_by_position, score_reliability
+from wow_core.methods import SELF
 from wow_core.metrics import MIN_QUESTIONS, Rate, accwow, margin_filter
 
 ACCWOW_COLUMNS = ["dataset", "generator", "evaluator", "method", "margin", "accwow", "n_pairs", "n_questions",
                   "ci_low", "ci_high"]
 VERSION = 4  # 3: question-clustered intervals, questions per cell; 4: one AccWoW plot per dataset
 
-SELF = "(self)"  # evaluator of the methods that need none: length, consistency, logits
 
 
 def accwow_table(entries: list[dict], margins: list[float], confidence: float, protocol: str = "wow") -> pd.DataFrame:

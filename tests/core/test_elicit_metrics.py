@@ -195,7 +195,8 @@ def accwow_cells(dataset: str, generator: str, cells: list[tuple]) -> pd.DataFra
 
 
 def test_plotted_methods_are_sorted_by_their_best_accwow_on_all_pairs():
-    from wow_core.report import SELF, accwow_row_order
+    from wow_core.methods import SELF
+    from wow_core.report import accwow_row_order
     table = accwow_cells("toy", "g", [
         (SELF, "length", 1.0, 0.55, 40, 10, 0.4, 0.7), (SELF, "length", 0.5, 0.95, 20, 10, 0.8, 1.0),
         ("a", "pairwise", 1.0, 0.52, 40, 10, 0.4, 0.65), ("b", "pairwise", 1.0, 0.80, 40, 10, 0.7, 0.9),
@@ -216,7 +217,8 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 
 def test_one_accwow_plot_per_dataset_of_a_size_that_grows_with_its_rows():
-    from wow_core.report import SELF, plot_accwow
+    from wow_core.methods import SELF
+    from wow_core.report import plot_accwow
     few = accwow_cells("small", "g", [
         (SELF, "length", m, 0.6, 40, 10, 0.45, 0.73) for m in (1.0, 0.5)] + [
         (e, "score_k1", m, 0.7, 40, 10, 0.55, 0.82) for e in ("a", "b") for m in (1.0, 0.5)] + [
@@ -242,7 +244,8 @@ def test_plot_file_labels_are_file_safe_and_distinct():
 
 
 def test_the_markdown_links_each_datasets_plot_under_its_heading():
-    from wow_core.report import SELF, render_markdown
+    from wow_core.methods import SELF
+    from wow_core.report import render_markdown
     table = pd.concat([accwow_cells(ds, "g", [(SELF, "length", 1.0, 0.6, 40, 10, 0.45, 0.73)]) for ds in ("d1", "d2")])
     md = render_markdown("toy", table, [], [], {"d1": "toy.d1-abc.png", "d2": "toy.d2-abc.png"}, 0.95)
     plots = md.split("## AccWoW plots")[1]

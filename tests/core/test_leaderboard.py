@@ -5,7 +5,8 @@ import pytest
 
 from wow_core.leaderboard import judge_cost, judged_by, leaderboard_table
 from wow_core.metrics import wilson_interval
-from wow_core.report import SELF, leaderboard_rows, plot_leaderboard, render_leaderboard
+from wow_core.methods import SELF
+from wow_core.report import leaderboard_rows, plot_leaderboard, render_leaderboard
 
 
 def pairs(outcomes: list[tuple[str, bool]]) -> pd.DataFrame:
