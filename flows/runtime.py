@@ -133,7 +133,8 @@ def s3_secret_env(store: str):
     variables = s3_credentials(block) if block and store.startswith(("s3://", "s3a://")) else {}
     saved = {name: os.environ.get(name) for name in variables}
     os.environ.update(variables)
-    _forget_s3_clients(variables)
+    if variables:
+        forget_s3_clients()
     try:
         yield
     finally:
@@ -142,14 +143,14 @@ def s3_secret_env(store: str):
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-        _forget_s3_clients(variables)
+        if variables:
+            forget_s3_clients()
 
 
-def _forget_s3_clients(changed: dict) -> None:
+def forget_s3_clients() -> None:
     """fsspec hands out one cached S3 filesystem per set of options, with the endpoint and credentials
     it was made with: after the variables change, the next store must make a new one."""
-    if changed:
-        fsspec.get_filesystem_class("s3").clear_instance_cache()
+    fsspec.get_filesystem_class("s3").clear_instance_cache()
 
 
 @contextmanager

@@ -34,9 +34,9 @@ def free_port() -> int:
 
 
 def forget_s3_clients() -> None:
-    """fsspec keeps one S3 filesystem per set of options, with the endpoint it read from the environment
-    when made: a store made for another test's server would keep calling that one."""
-    fsspec.get_filesystem_class("s3").clear_instance_cache()
+    """A new server, a new endpoint: no store may keep a client made for another test's server."""
+    from flows.runtime import forget_s3_clients as forget  # imported late: the endpoint script needs no Prefect
+    forget()
 
 
 def free_ports(n: int) -> list[int]:
