@@ -142,6 +142,6 @@ def align(config: ExperimentConfig) -> dict:
         uris = submit_alignment(config, submit_elicitation(config, units), units).result()
         report_loads(units)
         publish_alignment(Store(config.store), uris, config.name, precision)
-    get_run_logger().info("alignment report: %s", uris["md"])
+    get_run_logger().info("alignment report: %s", Store(config.store).url_of(uris["md"]))
     return uris
 

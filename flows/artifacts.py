@@ -29,9 +29,10 @@ def artifact_key(config_name: str, what: str) -> str:
     return f"{slug(config_name)}-{slug(flow_run.flow_name or 'flow')}-{what}"
 
 
-def where(uri: str) -> str:
-    """A store URI as a reader can find it: an object store's URI as a link, a local path with its machine
-    (a worker's folder is not on the machine that shows the UI)."""
+def where(store: Store, uri: str) -> str:
+    """A store URI as a reader can find it: in an object store as a link, in a local folder as a path
+    with its machine (a worker's folder is not on the machine that shows the UI)."""
+    uri = store.url_of(uri)
     if "://" in uri and not uri.startswith("file://"):
         return f"[{uri}]({uri})"
     return f"`{uri.removeprefix('file://')}` on `{socket.gethostname()}`"
@@ -64,7 +65,7 @@ def _publish_report(store: Store, md_uri: str, key: str, what: str, precision: l
     """A markdown report as an artifact, its plots inline, its description saying where the file lies;
     the run's precision notes above it."""
     markdown = precision_preface(list(precision)) + inline_images(store.read_text(md_uri), store, md_uri)
-    create_markdown_artifact(key=key, markdown=markdown, description=f"{what}: {where(md_uri)}")
+    create_markdown_artifact(key=key, markdown=markdown, description=f"{what}: {where(store, md_uri)}")
 
 
 def publish_elicitation(store: Store, uris: dict, config_name: str, confidence: float,
@@ -75,10 +76,11 @@ def publish_elicitation(store: Store, uris: dict, config_name: str, confidence: 
                     precision)
     create_table_artifact(key=artifact_key(config_name, "accwow-table"),
                           table=_table(report.accwow_rows(store.read_table(uris["parquet"]), confidence)),
-                          description=f"AccWoW per method and margin of '{config_name}': {where(uris['parquet'])}")
+                          description=f"AccWoW per method and margin of '{config_name}': "
+                                      f"{where(store, uris['parquet'])}")
     create_table_artifact(key=artifact_key(config_name, "judge-table"),
                           table=_table(report.judge_rows(store.read_table(uris["judges"]).to_dict("records"))),
-                          description=f"Judge reliability of '{config_name}': {where(uris['judges'])}")
+                          description=f"Judge reliability of '{config_name}': {where(store, uris['judges'])}")
     if "leaderboard" in uris:
         publish_leaderboard(store, uris["leaderboard"], config_name, confidence)
     if "budget" in uris:
@@ -92,7 +94,7 @@ def publish_budget(store: Store, uris: dict, config_name: str) -> None:
     create_table_artifact(key=artifact_key(config_name, "judge-budget"),
                           table=_table(budget.budget_rows_shown(store.read_table(uris["parquet"]))),
                           description=f"AccWoW and preference-set size against judge calls, per pick, of "
-                                      f"'{config_name}': {where(uris['parquet'])}")
+                                      f"'{config_name}': {where(store, uris['parquet'])}")
 
 
 def publish_leaderboard(store: Store, uris: dict, config_name: str, confidence: float) -> None:
@@ -102,7 +104,7 @@ def publish_leaderboard(store: Store, uris: dict, config_name: str, confidence: 
     create_table_artifact(key=artifact_key(config_name, "judge-leaderboard"),
                           table=_table(report.leaderboard_rows(store.read_table(uris["parquet"]), confidence)),
                           description=f"Judge leaderboard of '{config_name}': evaluators and methods ranked by "
-                                      f"AccWoW over every dataset: {where(uris['parquet'])}")
+                                      f"AccWoW over every dataset: {where(store, uris['parquet'])}")
 
 
 def publish_alignment(store: Store, uris: dict, config_name: str, precision: list[str] = ()) -> None:
@@ -114,7 +116,7 @@ def publish_alignment(store: Store, uris: dict, config_name: str, precision: lis
     create_table_artifact(key=artifact_key(config_name, "alignment-table"),
                           table=_table(report.alignment_rows(store.read_table(uris["parquet"]), [])),
                           description=f"Base vs aligned on held-out questions of '{config_name}': "
-                                      f"{where(uris['parquet'])}")
+                                      f"{where(store, uris['parquet'])}")
     if "rounds" in uris:
         publish_rounds(store, uris["rounds"], config_name)
 
@@ -129,4 +131,4 @@ def publish_rounds(store: Store, uris: dict, config_name: str) -> None:
             for row in report.rounds_rows(part, line_break=" ")]
     create_table_artifact(key=artifact_key(config_name, "rounds-table"), table=_table(rows),
                           description=f"Metrics per round of '{config_name}' on held-out questions: "
-                                      f"{where(uris['parquet'])}")
+                                      f"{where(store, uris['parquet'])}")

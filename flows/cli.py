@@ -267,7 +267,8 @@ def _run_flow(flow: str, config, temporary: bool) -> int:
         print(store.read_text(uris["md"]) + "\n")
     for kind, uris in shown.items():
         pngs = uris["png"] if isinstance(uris["png"], list) else [uris["png"]]
-        print(f"{kind} report: {uris['md']}\n  table: {uris['parquet']}\n" + "".join(f"  plot:  {p}\n" for p in pngs))
+        print(f"{kind} report: {store.url_of(uris['md'])}\n  table: {store.url_of(uris['parquet'])}\n"
+              + "".join(f"  plot:  {store.url_of(p)}\n" for p in pngs))
     print(profile + "\n")
     print(f"({time.perf_counter() - started:.1f} s)")
     return 0

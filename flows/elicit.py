@@ -170,6 +170,6 @@ def elicit(config: ExperimentConfig) -> dict:
         uris = submit_elicitation(config, units).result()  # raises if an upstream task failed
         report_loads(units)
         publish_elicitation(Store(config.store), uris, config.name, config.report.confidence, precision)
-    get_run_logger().info("report: %s", uris["md"])
+    get_run_logger().info("report: %s", Store(config.store).url_of(uris["md"]))
     return uris
 

@@ -4,8 +4,11 @@ cache records (`run_tasks`), credentials from a Secret block and the first real 
 starts, never when a module is imported."""
 import hashlib
 import os
+import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import fsspec
 from prefect import get_run_logger
@@ -21,6 +24,7 @@ from wow_core.datasets import DataError
 from wow_core.machine import precision_note
 from wow_core.store import StoreUnreachable, storage_options
 
+T = TypeVar("T")
 RETRY_DELAYS_ENV = "WOW_STORE_RETRY_DELAYS"
 MAX_RETRIES = 50  # Prefect's own limit on retry delays
 MAX_RETRY_DELAY = 24 * 3600.0  # a longer wait is a typo ("inf", "1e400"), not a plan
@@ -47,6 +51,21 @@ def io_retries(value: str | None) -> dict:
                          f"{MAX_RETRY_DELAY:.0f} seconds before each retry, comma-separated, e.g. '2,10,20' "
                          "(or '' for no retries)")
     return dict(retries=len(delays), retry_delay_seconds=delays, retry_condition_fn=not_a_model_error)
+
+
+def retrying_store(call: Callable[[], T], what: str) -> T:
+    """`call()`, retried on StoreUnreachable with the delays of `io_retries`: for the store calls a flow
+    makes outside its tasks (a batch's manifest), which Prefect's task retries do not cover."""
+    delays = io_retries(os.environ.get(RETRY_DELAYS_ENV))["retry_delay_seconds"]
+    for attempt, delay in enumerate([*delays, None], start=1):
+        try:
+            return call()
+        except StoreUnreachable as err:
+            if delay is None:
+                raise
+            get_run_logger().warning("%s: %s; retry %d of %d in %.0f s", what, err, attempt, len(delays), delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
 
 
 def not_a_model_error(task, task_run, state) -> bool:

@@ -33,7 +33,7 @@ from prefect.deployments import run_deployment
 from prefect.futures import PrefectFuture
 from pydantic import BaseModel, Field, TypeAdapter
 
-from flows.runtime import checked_config, run_tasks, store_access
+from flows.runtime import checked_config, retrying_store, run_tasks, store_access
 from tasks.stages import UNIT_TASKS
 from wow_core.config import ExperimentConfig
 from wow_core.machine import precision_note
@@ -77,7 +77,10 @@ def _typed(fn, arguments: dict[str, Any]) -> dict[str, Any]:
 
 
 def batch_key(stage: str, model: str, units: list[Unit]) -> str:
-    return content_key(f"units.{stage}", model=model, units=units)[:24]
+    """The batch's content key: its stage, model and units, less where the store is (as every key)."""
+    located = [{**u.model_dump(mode="json"), "arguments": {k: v for k, v in u.arguments.items() if k != "store"}}
+               for u in units]
+    return content_key(f"units.{stage}", model=model, units=located)[:24]
 
 
 def manifest_uri(store: Store, batch: UnitBatch) -> str:
@@ -254,9 +257,12 @@ def run_units(stage: str, model: str, calls: list[dict], config: ExperimentConfi
     batch = UnitBatch(key=batch_key(stage, model, units), stage=stage, model=model, units=units)
     store = Store(config.store)
     uri = manifest_uri(store, batch)
-    if store.exists(uri):
-        logger.info("found %s in the store", uri)
+
+    def manifest() -> dict:
         return json.loads(store.read_text(uri))
+    if retrying_store(lambda: store.exists(uri), f"looking for {uri}"):
+        logger.info("found %s in the store", uri)
+        return retrying_store(manifest, f"reading {uri}")
     execution = config.execution
     parent = TaskRunContext.get().task_run.id
     for attempt in range(1, execution.max_attempts + 1):
@@ -267,7 +273,7 @@ def run_units(stage: str, model: str, calls: list[dict], config: ExperimentConfi
                              idempotency_key=f"{parent}:{batch.key}:{attempt}")
         state = run.state
         if state.is_completed():
-            return json.loads(store.read_text(uri))
+            return retrying_store(manifest, f"reading {uri}")
         if not state.is_crashed():
             raise UnitFailed(f"{stage} of model '{model}' failed on its worker (flow run '{run.name}'): "
                              f"{state.message}")
@@ -320,7 +326,7 @@ def unit(config: ExperimentConfig, batch: UnitBatch) -> str:
         }
         store = Store(config.store)
         uri = manifest_uri(store, batch)
-        store.write_text(uri, json.dumps(manifest))
+        retrying_store(lambda: store.write_text(uri, json.dumps(manifest)), f"writing {uri}")
     logger.info("%s of %s: %d units on %s, %d model load(s)", batch.stage, batch.model, len(results),
                 manifest["worker"], manifest["model_loads"])
     return uri

@@ -81,8 +81,9 @@ class _LocalModel(_ModelCommon):
         "Arm BF16), float16 on older GPUs, float32 on other CPUs (wow_core/machine.py; `wow doctor` shows "
         "the choice). float32, bfloat16 or float16 force it (bfloat16 on a CPU without it: ~8x slower)."))
     adapter: str | None = Field(None, description=(
-        "A PEFT LoRA adapter folder (local path or store URI) applied on top of `path`; set by the "
-        "alignment flow to evaluate aligned models."))
+        "A PEFT LoRA adapter folder applied on top of `path`: an absolute local path, an fsspec URL, or a "
+        "path relative to the store (`adapters/...`, as the alignment flow sets it to evaluate aligned "
+        "models)."))
 
 
 class TransformersModel(_LocalModel):

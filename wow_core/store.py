@@ -2,8 +2,13 @@
 
 An artifact's key is a hash of the stage, the code versions and config that make it, and the URIs
 of its inputs (themselves content-addressed), so a rerun with nothing changed finds every artifact
-and a changed input redoes only what depends on it. A reader never sees half an artifact: on a local
-folder a write goes to a temporary name and is renamed into place; on an object store it is one PUT,
+and a changed input redoes only what depends on it. Those URIs are relative to the store
+(`samples/nlgraph.m-1a2b….parquet`): no key or result holds where the store is, so a store copied to
+another folder, bucket or S3 server is found whole there, Prefect's cache records included. Every
+table also says what it was made from (`made_from`), so any Parquet reader can follow it to its inputs.
+
+A reader never sees half an artifact: on a local folder a write goes to a temporary name and is
+renamed into place; on an object store it is one PUT,
 which is atomic there (a copy and delete would cost twice). Two runs writing the same artifact at once
 each write the whole of the same content, so the last one wins and nothing is corrupted.
 
@@ -25,6 +30,8 @@ from pathlib import Path
 
 import fsspec
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 from pydantic import BaseModel
 
@@ -32,6 +39,9 @@ from pydantic import BaseModel
 # (botocore retries each call, AWS_MAX_ATTEMPTS times; the tasks retry on top). Listings are not cached:
 # another process may write an artifact after this one listed its folder.
 S3_OPTIONS = {"use_listings_cache": False, "config_kwargs": {"connect_timeout": 5, "read_timeout": 60}}
+
+
+MADE_FROM = "wow.made_from"  # a table's Parquet metadata key for what it was made from
 
 
 class StoreUnreachable(ConnectionError):
@@ -92,8 +102,29 @@ class Store:
         self.fs, _ = fsspec.core.url_to_fs(self.url, **storage_options(self.url))
 
     def uri(self, stage: str, label: str, key: str, ext: str) -> str:
-        """Where the artifact of `stage` with this content key lives; `label` is for humans."""
-        return f"{self.url}/{stage}/{label}-{key[:20]}.{ext}"
+        """The URI, relative to the store, of the artifact of `stage` with this content key; `label` is
+        for humans."""
+        return f"{stage}/{label}-{key[:20]}.{ext}"
+
+    def url_of(self, uri: str) -> str:
+        """Where `uri` is: a URI relative to the store resolved against its URL; an absolute path or a
+        URL with a scheme (an input from outside the store) as it is."""
+        return uri if "://" in uri or uri.startswith("/") else f"{self.url}/{uri}"
+
+    def _relative(self, path: str) -> str:
+        """A path as the filesystem lists it, relative to the store."""
+        root = self.fs._strip_protocol(self.url).rstrip("/")
+        return path[len(root) + 1:] if path.startswith(root + "/") else path
+
+    def glob(self, pattern: str) -> list[str]:
+        """The URIs (relative to the store) matching `pattern` (relative to the store), sorted."""
+        with self._reaching("listing", pattern):
+            return sorted(self._relative(p) for p in self.fs.glob(self.url_of(pattern)))
+
+    def files(self, uri: str) -> list[str]:
+        """The files at `uri`: itself if a file, every file under it if a folder (URIs relative to the store)."""
+        with self._reaching("listing", uri):
+            return sorted(self._relative(p) for p in self.fs.find(self.url_of(uri)))
 
     @contextmanager
     def _reaching(self, doing: str, uri: str):
@@ -104,18 +135,20 @@ class Store:
             raise
         except _CONNECTION_ERRORS as err:
             cause = " ".join(f"{type(err).__name__}: {err}".split())
-            raise StoreUnreachable(redact(f"the store {self.url} could not be reached while {doing} {uri} "
+            raise StoreUnreachable(redact(f"the store {self.url} could not be reached while {doing} {self.url_of(uri)} "
                                           f"({cause})")) from err
 
     def exists(self, uri: str) -> bool:
         with self._reaching("checking for", uri):
-            return self.fs.exists(uri)
+            return self.fs.exists(self.url_of(uri))
 
     def _atomic_write(self, uri: str, data: bytes) -> str:
         with self._reaching("writing", uri):
-            return self._write(uri, data)
+            self._write(uri, data)
+            return uri
 
     def _write(self, uri: str, data: bytes) -> str:
+        uri = self.url_of(uri)
         if not isinstance(self.fs, LocalFileSystem):
             self.fs.pipe_file(uri, data)  # one PUT (or one multipart upload): atomic on an object store
             return uri
@@ -133,10 +166,22 @@ class Store:
     def write_text(self, uri: str, text: str) -> str:
         return self._atomic_write(uri, text.encode())
 
-    def write_table(self, uri: str, table: pd.DataFrame) -> str:
+    def write_table(self, uri: str, table: pd.DataFrame, made_from: dict | None = None) -> str:
+        """Write `table` as Parquet; `made_from` (the stage, key and inputs that made it) goes in the
+        file's key-value metadata under `wow.made_from`, JSON, readable by any Parquet reader."""
         buf = io.BytesIO()
-        table.to_parquet(buf, index=False)
+        arrow = pa.Table.from_pandas(table, preserve_index=False)
+        if made_from is not None:
+            arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}),
+                                                   MADE_FROM: json.dumps(jsonable(made_from), sort_keys=True)})
+        pq.write_table(arrow, buf)
         return self._atomic_write(uri, buf.getvalue())
+
+    def made_from(self, uri: str) -> dict | None:
+        """What the table at `uri` was made from (`write_table`), or None for a table written without it."""
+        with self._reaching("reading", uri), self.fs.open(self.url_of(uri), "rb") as f:
+            metadata = pq.read_schema(f).metadata or {}
+        return json.loads(metadata[MADE_FROM.encode()]) if MADE_FROM.encode() in metadata else None
 
     def write_folder(self, uri: str, local: str, last: str) -> str:
         """Copy a local folder's files under `uri`, each atomically, the file named `last` written
@@ -148,7 +193,7 @@ class Store:
         return uri
 
     def read_bytes(self, uri: str) -> bytes:
-        with self._reaching("reading", uri), self.fs.open(uri, "rb") as f:
+        with self._reaching("reading", uri), self.fs.open(self.url_of(uri), "rb") as f:
             return f.read()
 
     def read_text(self, uri: str) -> str:

@@ -143,6 +143,40 @@ def test_store_round_trip_and_atomic_write(tmp_path):
     assert not [p for p in (tmp_path / "store").rglob("*") if ".tmp-" in p.name]
 
 
+def test_store_uris_are_relative_and_tables_say_what_made_them(tmp_path):
+    """An artifact's URI names it within the store: two stores at different places give the same URI,
+    each resolving it to its own place; a table's metadata says what made it, for any Parquet reader."""
+    import json
+
+    import pyarrow.parquet as pq
+    here, there = Store(str(tmp_path / "here")), Store(f"{tmp_path}/there/")
+    uri = here.uri("judgments", "toy.m.pairwise", "ab" * 32, "parquet")
+    assert uri == there.uri("judgments", "toy.m.pairwise", "ab" * 32, "parquet") == \
+        f"judgments/toy.m.pairwise-{'ab' * 10}.parquet"
+    assert here.url_of(uri) == f"{tmp_path}/here/{uri}" and there.url_of(uri) == f"{tmp_path}/there/{uri}"
+    assert here.url_of("s3://b/x.parquet") == "s3://b/x.parquet" and here.url_of("/abs/a") == "/abs/a"
+    made = {"stage": "judge", "key": "ab" * 32, "inputs": {"samples_uri": "samples/toy.gen-0123.parquet"}}
+    assert here.write_table(uri, pd.DataFrame({"a": [1]}), made) == uri
+    assert here.made_from(uri) == made
+    raw = pq.read_schema(tmp_path / "here" / uri).metadata[b"wow.made_from"]
+    assert json.loads(raw)["inputs"]["samples_uri"] == "samples/toy.gen-0123.parquet"
+    assert here.read_table(uri)["a"].tolist() == [1]
+    plain = here.write_table(here.uri("samples", "toy", "cd" * 32, "parquet"), pd.DataFrame({"a": [2]}))
+    assert here.made_from(plain) is None
+    here.write_folder(here.uri("adapters", "toy", "ef" * 32, "lora"), str(_folder(tmp_path)), last="b.json")
+    assert here.glob("judgments/*-abab*") == [uri]
+    assert here.files(f"adapters/toy-{'ef' * 10}.lora") == [f"adapters/toy-{'ef' * 10}.lora/{n}"
+                                                              for n in ("a.bin", "b.json")]
+
+
+def _folder(tmp_path):
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "a.bin").write_bytes(b"\0")
+    (folder / "b.json").write_text("{}")
+    return folder
+
+
 def test_failed_write_leaves_no_artifact(tmp_path, monkeypatch):
     """A write that dies half-way leaves nothing at the artifact's URI (readers never see half of it)."""
     store = Store(str(tmp_path / "store"))

@@ -113,8 +113,9 @@ def test_build_preference_set_writes_the_dataset_and_its_card_beside_the_parquet
     args = (spec, None, sources, ["q1", "q2"], 8, 0, "toy.own.oracle+row.all", str(tmp_path))
     with disable_run_logger():  # the task logs where the dataset lies
         result = build_preference_set.fn(*args)
-    hf_uri = result["uri"].removesuffix(".parquet") + ".hf"
-    assert result == {"uri": result["uri"], "n_pairs": 8} and dataset_uri(result["uri"]) == hf_uri
+    assert result == {"uri": result["uri"], "n_pairs": 8} and not result["uri"].startswith(str(tmp_path))
+    assert dataset_uri(result["uri"]) == result["uri"].removesuffix(".parquet") + ".hf"
+    hf_uri = store.url_of(dataset_uri(result["uri"]))  # where that is in this store
     table = store.read_table(result["uri"])
     loaded = datasets.load_from_disk(hf_uri)
     assert loaded.num_rows == len(table) == 8

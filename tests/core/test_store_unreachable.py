@@ -39,7 +39,8 @@ def test_an_unreachable_s3_store_names_store_and_artifact_never_the_key(monkeypa
         with pytest.raises(StoreUnreachable) as err:
             call()
         message = str(err.value)
-        assert message.startswith(f"the store s3://bucket/run could not be reached while {action} {uri} (")
+        assert message.startswith(f"the store s3://bucket/run could not be reached while {action} "
+                                  f"s3://bucket/run/{uri} (")
         assert "secret" not in message.lower() and "AKID" not in message
     assert time.perf_counter() - started < 60
 

@@ -39,6 +39,14 @@ def test_labels_and_transport_settings_are_not_in_the_key():
             == stage_key("questions", {**q, "dataset_config": DatasetConfig(name="nlgraph_shortest_path")}))
 
 
+def test_where_the_store_is_is_not_in_the_key():
+    """A store moved elsewhere keeps its keys: the `store` parameter is left out (input URIs are relative)."""
+    dataset = DatasetConfig(name="nlgraph_shortest_path")
+    keys = {stage_key("questions", {"dataset_config": dataset, "store": store})
+            for store in (".wow-store", "/data/wow", "s3://bucket/prefix", None)}
+    assert len(keys) == 1
+
+
 def test_judge_keys_hold_the_settings_each_judge_reads():
     def keys(**judge) -> tuple[str, str]:
         inputs = {"samples_uri": "file:///s.parquet", "dataset": "nlgraph_shortest_path",

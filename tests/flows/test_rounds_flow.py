@@ -125,6 +125,35 @@ def test_the_ui_shows_the_rounds(two_rounds):
     assert [r["round"] for r in rows] == ["0 (base)", "1", "2"] and "Δ" in rows[2]["accuracy (more correct)"]
 
 
+def test_the_store_moved_to_an_object_store_is_all_cache_hits(two_rounds, tmp_path, monkeypatch, task_states):
+    """A finished grid's store copied from a local folder to S3 (a real SeaweedFS server): the rerun there
+    finds every artifact and Prefect record, loads no model and writes only its own run's records."""
+    from s3_endpoint import KEY_ID, SECRET, S3Server
+
+    from wow_core.backends import load_count
+    config, state, _ = two_rounds
+    server = S3Server(tmp_path)
+    try:
+        server.storage.mkdir("moved")
+        server.storage.put(config.store.rstrip("/") + "/", "moved/grid/", recursive=True)
+        before = set(server.storage.find("moved/grid"))
+        for name, value in {"AWS_ENDPOINT_URL": server.url, "AWS_ACCESS_KEY_ID": KEY_ID,
+                            "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_DEFAULT_REGION": "us-east-1"}.items():
+            monkeypatch.setenv(name, value)
+        loads = load_count()
+        moved = grid(rounds_grid("s3://moved/grid", n=2), return_state=True)
+        assert moved.is_completed() and moved.result() == state.result()  # the same URIs: relative to the store
+        assert load_count() == loads
+        states = task_states(moved)
+        assert states and all(s == "Cached" for names in states.values() for s in names), states
+        written = set(server.storage.find("moved/grid")) - before
+        print(f"moved store: {len(before)} files copied, {sum(map(len, states.values()))} task runs all "
+              f"Cached, {len(written)} files written by the rerun")
+        assert all(f.startswith("moved/grid/_prefect/") for f in written), sorted(written)
+    finally:
+        server.close()
+
+
 def test_one_more_round_runs_only_that_round(two_rounds, monkeypatch, task_states):
     config, first, _ = two_rounds
     store = Store(config.store)
