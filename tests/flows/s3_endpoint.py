@@ -39,6 +39,16 @@ def forget_s3_clients() -> None:
     forget()
 
 
+def stop_process(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGTERM `proc`, and SIGKILL it if it has not ended within `timeout` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def free_ports(n: int) -> list[int]:
     """`n` distinct free loopback ports (bound together, so none repeats)."""
     sockets = [socket.socket() for _ in range(n)]
@@ -186,12 +196,7 @@ class S3Server:
     def close(self) -> None:
         for endpoint in self._endpoints:
             endpoint.close()
-        self._server.terminate()
-        try:
-            self._server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self._server.kill()
-            self._server.wait()
+        stop_process(self._server)
         self._log.close()
         forget_s3_clients()
         for sock in Path("/tmp").glob("seaweedfs-*.sock"):  # its sockets are named by port: ours only

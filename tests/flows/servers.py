@@ -10,7 +10,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from s3_endpoint import free_port
+from s3_endpoint import free_port, stop_process
 
 BIN = Path(sys.executable).parent
 
@@ -91,12 +91,7 @@ class PostgresServer:
                          "-v", "ON_ERROR_STOP=1", "-Atq", "-c", statement).strip()
 
     def close(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
         self._log.close()
         shutil.rmtree(self.folder, ignore_errors=True)
 
